@@ -1,0 +1,369 @@
+"""Run configuration: plain dataclasses, three profiles, validation, and a stable run id.
+
+A run is described by one ``RunConfig``. Fields are addressed as ``section.field`` on the command line
+(``--set quantizer.kind=pq``) and as ``section_field`` in notebook parameter cells (``quantizer_kind = "pq"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+
+SECTIONS = ("data", "model", "quantizer", "loss", "train")
+DATASETS = ("cifar10", "photos", "imagenet", "ffhq")  # plus "folder:<path>"
+MODEL_KINDS = ("quantized", "ae", "kl")
+LR_SCHEDULES = ("constant", "cosine")
+REC_LOSSES = ("l1", "l2")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "photos"  # cifar10 | photos | folder:<path> | imagenet | ffhq
+    root: str = ""  # data root; PQSTUDY_DATA_DIR wins when set
+    image_size: int = 32
+    train_limit: int = 0  # use the first N training images (0 = all)
+    download: bool = True  # cifar10: fetch the official archive when absent and online
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "quantized"  # quantized | ae (continuous) | kl (KL-VAE)
+    ch: int = 32
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attn_resolutions: tuple[int, ...] = ()
+    z_channels: int = 64
+    dropout: float = 0.0
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+@dataclass
+class QuantizerConfig:
+    kind: str = "vq"  # vq | pq (see pqstudy.quantizers.QUANTIZERS for every kind)
+    codebook_size: int = 1024  # K (per subspace for pq)
+    dim: int = 8  # D: embedding dimension of the latent that is quantised
+    subspaces: int = 1  # M: pq splits D into M subspaces of D/M channels
+    sub_kind: str = "vq"  # quantiser used inside each pq subspace
+    beta: float = 0.25  # commitment weight
+    legacy: bool = True  # taming's swapped beta: beta on the codebook term instead of the commitment term
+    l2_norm: bool = False  # cosine matching: l2-normalise latents and codes
+    init: str = "normal"  # codebook init: normal | uniform
+    chunk_size: int = 16384  # codebook entries per chunk of the nearest-code search
+
+
+@dataclass
+class LossConfig:
+    rec: str = "l1"  # l1 | l2
+    rec_weight: float = 1.0
+    perceptual_weight: float = 0.0  # LPIPS(VGG); 0 = off
+    codebook_weight: float = 1.0  # weight of the quantiser's loss terms
+    kl_weight: float = 1e-6  # KL-VAE only
+    disc_weight: float = 0.0  # 0 = no GAN
+    disc_start: int = 0
+    disc_layers: int = 3
+    disc_ndf: int = 64
+    adaptive_clamp: float = 1e4  # taming clamps the adaptive GAN weight to [0, 1e4]
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"  # constant | cosine (linear warm-up, cosine decay to 0)
+    warmup_steps: int = 0
+    beta1: float = 0.5
+    beta2: float = 0.9
+    seed: int = 0
+    eval_batch_size: int = 256
+    eval_limit: int = 0  # evaluate on the first N test images (0 = the whole split)
+    eval_metrics: str = "lpips,rfid,kid,cmmd"  # reference-network metrics to attempt (PSNR/SSIM/codebook always)
+    history_every: int = 0  # steps per utilisation-history record (0 = one pass over the training split)
+    ckpt_every: int = 0  # steps between checkpoints (0 = only at the end)
+    threads: int = 0  # torch threads (0 = torch's default)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class RunConfig:
+    profile: str = "smoke"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict:
+        """``{"section.field": value}`` for every field (tuples as lists)."""
+        out = {"profile": self.profile}
+        for section in SECTIONS:
+            for k, v in dataclasses.asdict(getattr(self, section)).items():
+                out[f"{section}.{k}"] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+
+# Fields that do not change what a run computes: excluded from the run id.
+NON_RESULT_FIELDS = {
+    "profile",
+    "data.root",
+    "data.download",
+    "train.ckpt_every",
+    "train.threads",
+    "train.device",
+    "train.eval_batch_size",
+    "train.eval_metrics",
+}
+
+
+def run_id(cfg: RunConfig) -> str:
+    """A stable id from every field that changes results: same config → same id, on any machine."""
+    payload = {k: v for k, v in cfg.flat().items() if k not in NON_RESULT_FIELDS}
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    q = cfg.quantizer
+    tag = cfg.model.kind if cfg.model.kind != "quantized" else (f"pq-{q.sub_kind}" if q.kind == "pq" else q.kind)
+    return f"{tag}-{digest}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# profiles
+
+
+def _smoke() -> RunConfig:
+    """Every code path, a tiny model, a few steps: seconds on a laptop CPU."""
+    return RunConfig(
+        profile="smoke",
+        data=DataConfig(name="photos", image_size=32),
+        model=ModelConfig(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=16),
+        quantizer=QuantizerConfig(kind="vq", codebook_size=64, dim=8),
+        train=TrainConfig(steps=60, batch_size=16, lr=2e-3, warmup_steps=5, history_every=20, eval_batch_size=64),
+    )
+
+
+def _default() -> RunConfig:
+    """The study on CIFAR-10 32×32 on 2 CPU cores: F=4 → 8×8 tokens, ~0.5M parameters."""
+    return RunConfig(
+        profile="default",
+        data=DataConfig(name="cifar10", image_size=32),
+        model=ModelConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=64),
+        quantizer=QuantizerConfig(kind="vq", codebook_size=1024, dim=8),
+        train=TrainConfig(steps=1500, batch_size=32, lr=1e-3, lr_schedule="cosine", warmup_steps=50, history_every=150),
+    )
+
+
+def _paper() -> RunConfig:
+    """PQGAN F8 on ImageNet 256 px (taming recipe); for GPUs, not run here."""
+    return RunConfig(
+        profile="paper",
+        data=DataConfig(name="imagenet", image_size=256),
+        model=ModelConfig(ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(32,), z_channels=256),
+        quantizer=QuantizerConfig(kind="pq", codebook_size=512, dim=128, subspaces=64, beta=0.25, legacy=True),
+        loss=LossConfig(perceptual_weight=1.0, disc_weight=0.8, disc_start=250_001, disc_layers=3, disc_ndf=64),
+        train=TrainConfig(
+            steps=1_200_000, batch_size=30, lr=4.5e-6, lr_schedule="constant", history_every=5000, ckpt_every=10_000,
+            eval_batch_size=64,
+        ),
+    )
+
+
+PROFILES = {"smoke": _smoke, "default": _default, "paper": _paper}
+
+
+def get_profile(name: str) -> RunConfig:
+    if name not in PROFILES:
+        raise ConfigError(f"profile: unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# overrides
+
+
+def _field_type(section_cls, name: str):
+    hints = typing.get_type_hints(section_cls)
+    return hints[name]
+
+
+def _parse_value(key: str, tp, raw):
+    """Parse ``raw`` (a string from the CLI, or an already typed value) into the field's type."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is tuple:
+            if isinstance(raw, str):
+                text = raw.strip().strip("[]()")
+                items = [s for s in text.replace(" ", "").split(",") if s]
+            else:
+                items = list(raw)
+            return tuple(int(s) for s in items)
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(float(raw)) if isinstance(raw, str) and ("e" in raw.lower()) else int(raw)
+        if tp is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        tname = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"{key}: cannot read {raw!r} as {tname}") from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict) -> RunConfig:
+    """Return a copy of ``cfg`` with ``{"section.field": value}`` applied. Unknown fields are an error."""
+    cfg = copy.deepcopy(cfg)
+    for key, raw in overrides.items():
+        if key == "profile":
+            cfg.profile = str(raw)
+            continue
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            raise ConfigError(f"{key}: unknown field (use section.field with a section in {list(SECTIONS)})")
+        obj = getattr(cfg, section)
+        names = {f.name for f in dataclasses.fields(obj)}
+        if name not in names:
+            raise ConfigError(f"{key}: unknown field; {section} has {sorted(names)}")
+        setattr(obj, name, _parse_value(key, _field_type(type(obj), name), raw))
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["a.b=1", ...]`` → ``{"a.b": "1"}``."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected field=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def from_params(params: dict, profile: str | None = None) -> RunConfig:
+    """Build a config from notebook parameters: ``profile`` plus ``section_field`` names (``quantizer_kind``).
+
+    ``None`` values keep the profile's value, so a parameters cell can leave a field at its profile default.
+    """
+    params = dict(params)
+    cfg = get_profile(profile or params.pop("profile", "smoke"))
+    params.pop("profile", None)
+    overrides = {}
+    for key, value in params.items():
+        section, _, name = key.partition("_")
+        if section not in SECTIONS:
+            continue  # notebook-only parameters (output paths and the like)
+        if value is not None:
+            overrides[f"{section}.{name}"] = value
+    cfg = apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def to_params(cfg: RunConfig) -> dict:
+    """The inverse of ``from_params``: ``{"profile": ..., "section_field": value}``."""
+    return {k.replace(".", "_", 1): v for k, v in cfg.flat().items()}
+
+
+def from_dict(d: dict) -> RunConfig:
+    """Rebuild a config from ``to_dict()`` output (e.g. a run's config.json)."""
+    cfg = get_profile(d.get("profile", "smoke")) if d.get("profile") in PROFILES else RunConfig()
+    cfg.profile = d.get("profile", cfg.profile)
+    flat = {f"{s}.{k}": v for s in SECTIONS for k, v in d.get(s, {}).items()}
+    return apply_overrides(cfg, flat)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation
+
+
+def _require(ok: bool, key: str, value, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {why}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Reject a bad config before any work, naming the field and the value."""
+    from pqstudy.quantizers import QUANTIZERS  # late import: quantizers import this module
+
+    d, m, q, lo, t = cfg.data, cfg.model, cfg.quantizer, cfg.loss, cfg.train
+    _require(cfg.profile in PROFILES, "profile", cfg.profile, f"unknown profile; choose one of {sorted(PROFILES)}")
+    _require(
+        d.name in DATASETS or (d.name.startswith("folder:") and len(d.name) > len("folder:")),
+        "data.name", d.name, f"unknown dataset; choose one of {list(DATASETS)} or folder:<path>",
+    )
+    _require(d.image_size > 0, "data.image_size", d.image_size, "must be positive")
+    _require(d.train_limit >= 0, "data.train_limit", d.train_limit, "must be >= 0")
+
+    _require(m.kind in MODEL_KINDS, "model.kind", m.kind, f"unknown model kind; choose one of {list(MODEL_KINDS)}")
+    _require(m.ch > 0, "model.ch", m.ch, "must be positive")
+    _require(len(m.ch_mult) >= 1 and all(c > 0 for c in m.ch_mult), "model.ch_mult", m.ch_mult,
+             "needs at least one positive multiplier")
+    _require(m.num_res_blocks >= 1, "model.num_res_blocks", m.num_res_blocks, "must be >= 1")
+    _require(m.z_channels > 0, "model.z_channels", m.z_channels, "must be positive")
+    _require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
+    _require(d.image_size % m.downsample == 0, "data.image_size", d.image_size,
+             f"not divisible by the downsampling factor {m.downsample} of model.ch_mult={m.ch_mult}")
+
+    _require(q.kind in QUANTIZERS, "quantizer.kind", q.kind, f"unknown quantizer; choose one of {sorted(QUANTIZERS)}")
+    _require(q.codebook_size >= 2, "quantizer.codebook_size", q.codebook_size, "K must be >= 2")
+    _require(q.dim >= 1, "quantizer.dim", q.dim, "D must be >= 1")
+    _require(q.subspaces >= 1, "quantizer.subspaces", q.subspaces, "M must be >= 1")
+    _require(q.dim % q.subspaces == 0, "quantizer.subspaces", q.subspaces,
+             f"quantizer.dim={q.dim} is not divisible by M={q.subspaces}")
+    _require(q.kind == "pq" or q.subspaces == 1, "quantizer.subspaces", q.subspaces,
+             f"M > 1 needs quantizer.kind='pq' (kind is {q.kind!r})")
+    _require(q.sub_kind in QUANTIZERS and q.sub_kind != "pq", "quantizer.sub_kind", q.sub_kind,
+             f"choose one of {sorted(k for k in QUANTIZERS if k != 'pq')}")
+    _require(q.beta >= 0, "quantizer.beta", q.beta, "must be >= 0")
+    _require(q.chunk_size >= 1, "quantizer.chunk_size", q.chunk_size, "must be >= 1")
+
+    _require(lo.rec in REC_LOSSES, "loss.rec", lo.rec, f"choose one of {list(REC_LOSSES)}")
+    for name in ("rec_weight", "perceptual_weight", "codebook_weight", "kl_weight", "disc_weight"):
+        value = getattr(lo, name)
+        _require(math.isfinite(value) and value >= 0, f"loss.{name}", value, "must be a finite number >= 0")
+    _require(lo.disc_start >= 0, "loss.disc_start", lo.disc_start, "must be >= 0")
+    _require(lo.disc_layers >= 1, "loss.disc_layers", lo.disc_layers, "must be >= 1")
+    _require(lo.disc_ndf >= 1, "loss.disc_ndf", lo.disc_ndf, "must be >= 1")
+
+    _require(t.steps > 0, "train.steps", t.steps, "must be positive")
+    _require(t.batch_size > 0, "train.batch_size", t.batch_size, "must be positive")
+    _require(math.isfinite(t.lr) and t.lr > 0, "train.lr", t.lr, "must be positive")
+    _require(t.lr_schedule in LR_SCHEDULES, "train.lr_schedule", t.lr_schedule, f"choose one of {list(LR_SCHEDULES)}")
+    _require(0 <= t.warmup_steps < t.steps, "train.warmup_steps", t.warmup_steps, f"must be in [0, {t.steps})")
+    _require(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1/beta2", (t.beta1, t.beta2), "must be in [0, 1)")
+    _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
+    for name in ("eval_limit", "history_every", "ckpt_every", "threads"):
+        _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
+    _require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", t.device,
+             "choose auto, cpu or cuda[:N]")
+    return cfg
+
+
+def data_root(cfg: DataConfig) -> str:
+    """Where datasets live: ``PQSTUDY_DATA_DIR`` if set, else ``data.root``, else ``./data``."""
+    return os.environ.get("PQSTUDY_DATA_DIR") or cfg.root or "data"
