@@ -60,7 +60,7 @@ class QuantizerConfig:
     beta: float = 0.25  # commitment weight
     legacy: bool = True  # taming's swapped beta: beta on the codebook term instead of the commitment term
     l2_norm: bool = False  # cosine matching: l2-normalise latents and codes
-    init: str = "normal"  # codebook init: normal | uniform
+    init: str = "uniform"  # codebook init: uniform (taming: ±1/K) | normal
     chunk_size: int = 16384  # codebook entries per chunk of the nearest-code search
 
 
@@ -354,7 +354,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(t.batch_size > 0, "train.batch_size", t.batch_size, "must be positive")
     _require(math.isfinite(t.lr) and t.lr > 0, "train.lr", t.lr, "must be positive")
     _require(t.lr_schedule in LR_SCHEDULES, "train.lr_schedule", t.lr_schedule, f"choose one of {list(LR_SCHEDULES)}")
-    _require(0 <= t.warmup_steps < t.steps, "train.warmup_steps", t.warmup_steps, f"must be in [0, {t.steps})")
+    _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
     _require(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1/beta2", (t.beta1, t.beta2), "must be in [0, 1)")
     _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
     for name in ("eval_limit", "history_every", "ckpt_every", "threads"):

@@ -1,0 +1,195 @@
+"""train(cfg, out_dir) → a run directory: config.json, checkpoint.pt, history.json, usage.npz, metrics.json.
+
+One flat loop, top to bottom. The batch order is a pure function of (seed, step), and the checkpoint holds every
+piece of state (weights, optimisers, schedule, RNG, history), so ``resume=True`` reaches the same final weights
+and metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pqstudy.config import RunConfig, run_id, validate
+from pqstudy.data import load_dataset, to_model_space
+from pqstudy.evaluate import evaluate_model, resolve_device
+from pqstudy.losses import AutoencoderLoss
+from pqstudy.metrics.codebook import codebook_metrics
+from pqstudy.models import build_model
+from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run directory holds error.json with the details."""
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the batch at ``step``: a fresh permutation each pass over the data, seeded by (seed, pass)."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, i = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return perm[i * batch_size : (i + 1) * batch_size] if n >= batch_size else perm
+
+
+def lr_factor(step: int, cfg) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at the last step."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def load_perceptual(cfg: RunConfig, device):
+    """LPIPS(VGG) for the training loss, or None when the loss does not use it. Missing weights are an error."""
+    if cfg.loss.perceptual_weight <= 0:
+        return None
+    from pqstudy.metrics.perceptual import load_lpips
+
+    module, reason = load_lpips("vgg", device=device)
+    if module is None:
+        raise FileNotFoundError(f"loss.perceptual_weight={cfg.loss.perceptual_weight} needs LPIPS(VGG): {reason}")
+    return module
+
+
+def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+          stop_at: int | None = None) -> dict:
+    """Train one run into ``out_dir`` and evaluate it on the test split. Returns the metrics dict.
+
+    ``stop_at`` stops after that many steps with a checkpoint and no evaluation (an interrupted run, for tests
+    and time-boxed sessions); ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+    """
+    validate(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t, rid = cfg.train, run_id(cfg)
+    ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
+    if ckpt is not None and ckpt["run_id"] != rid:
+        raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")
+    write_json(out / "config.json", {"run_id": rid, **cfg.to_dict()})
+    (out / "error.json").unlink(missing_ok=True)
+
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    device = resolve_device(t.device)
+    train_set = load_dataset(cfg.data, "train", seed=t.seed)
+    model = build_model(cfg).to(device)
+    loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t))
+    opt_d = (torch.optim.Adam(loss_fn.discriminator.parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
+             if loss_fn.uses_gan else None)
+
+    n_train = len(train_set)
+    history_every = t.history_every or max(n_train // t.batch_size, 1)
+    quantized = cfg.model.kind == "quantized"
+    num_codebooks = model.quantizer.num_codebooks if quantized else 0
+    window_counts = torch.zeros(num_codebooks, cfg.quantizer.codebook_size, dtype=torch.long) if quantized else None
+    window_logs: dict[str, float] = {}
+    window_steps = 0
+    history: list[dict] = []
+    usage_history: list[np.ndarray] = []
+    step, wall = 0, 0.0
+
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if opt_d is not None:
+            loss_fn.discriminator.load_state_dict(ckpt["discriminator"])
+            opt_d.load_state_dict(ckpt["optimizer_d"])
+        torch.set_rng_state(ckpt["rng"])
+        step, wall, history = ckpt["step"], ckpt["wall_seconds"], ckpt["history"]
+        usage_history = list(ckpt["usage_history"])
+        window_logs, window_steps = ckpt["window_logs"], ckpt["window_steps"]
+        if quantized:
+            window_counts = ckpt["window_counts"]
+
+    def save_checkpoint() -> None:
+        state = {
+            "run_id": rid, "step": step, "wall_seconds": wall, "history": history, "usage_history": usage_history,
+            "window_logs": window_logs, "window_steps": window_steps, "window_counts": window_counts,
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        if opt_d is not None:
+            state["discriminator"] = loss_fn.discriminator.state_dict()
+            state["optimizer_d"] = opt_d.state_dict()
+        tmp = out / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+
+    last = min(t.steps, stop_at) if stop_at is not None else t.steps
+    bar = tqdm(total=t.steps, initial=step, desc=rid, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    model.train()
+    while step < last:
+        started = time.perf_counter()
+        x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed))).to(device)
+        out_ae = model(x)
+        total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
+        if not torch.isfinite(total):
+            error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
+            write_json(out / "error.json", error)
+            raise TrainingDiverged(f"loss became {total.item()} at step {step}; details in {out / 'error.json'}")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        sched.step()
+        if opt_d is not None and step >= cfg.loss.disc_start:
+            d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            logs.update(d_logs)
+        step += 1
+        wall += time.perf_counter() - started
+
+        for k, v in logs.items():
+            window_logs[k] = window_logs.get(k, 0.0) + float(v)
+        window_steps += 1
+        if quantized:
+            window_counts += out_ae.quant.stats["usage"].cpu()
+        if step % history_every == 0 or step == t.steps:
+            record = {"step": step, "epoch": step * t.batch_size / n_train, "lr": sched.get_last_lr()[0]}
+            record.update({k: v / window_steps for k, v in window_logs.items()})
+            if quantized:
+                record.update({k: v for k, v in codebook_metrics(window_counts).items() if k != "codes_used"})
+                usage_history.append(window_counts.numpy().astype(np.int32))
+                window_counts = torch.zeros_like(window_counts)
+            history.append(record)
+            window_logs, window_steps = {}, 0
+        if t.ckpt_every and step % t.ckpt_every == 0:
+            save_checkpoint()
+        bar.update(1)
+        bar.set_postfix(loss=f"{logs['total']:.4f}", refresh=False)
+    bar.close()
+    save_checkpoint()
+    write_json(out / "history.json", history)
+    if step < t.steps:
+        return {"run_id": rid, "step": step, "interrupted": True}
+
+    metrics = evaluate_model(model, cfg, device=device, progress=progress, usage_out=out / "usage.npz",
+                             usage_history=usage_history)
+    metrics.update({
+        "run_id": rid, "steps": step, "train_seconds": round(wall, 3),
+        "train_images_per_second": round(step * t.batch_size / max(wall, 1e-9), 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in params),
+    })
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def load_history(run_dir: str | os.PathLike) -> list[dict]:
+    return json.loads((Path(run_dir) / "history.json").read_text())

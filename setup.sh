@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv in the repo root with pqstudy and its tools installed, and register the Jupyter kernel "pqstudy".
+# torch/torchvision are pinned by constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+if .venv/bin/python -m pip list 2>/dev/null | grep -i '^nvidia-'; then
+  echo "setup: CUDA packages (nvidia-*) were installed; install torch from a CPU wheel (see constraints.txt)" >&2
+  exit 1
+fi
+.venv/bin/python -m ipykernel install --user --name pqstudy --display-name "pqstudy" >/dev/null
+.venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

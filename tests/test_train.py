@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from pqstudy.config import apply_overrides, get_profile
+from pqstudy.runio import load_checkpoint
+from pqstudy.train import TrainingDiverged, batch_indices, lr_factor, train
+
+
+def smoke(**overrides):
+    base = {"train.eval_limit": "64", "train.eval_metrics": ""}
+    base.update({k: str(v) for k, v in overrides.items()})
+    return apply_overrides(get_profile("smoke"), base)
+
+
+def test_smoke_training_reduces_reconstruction_loss(tmp_path):
+    metrics = train(smoke(), tmp_path, progress=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history) == 3  # 60 steps, a record every 20
+    assert history[-1]["rec"] < 0.9 * history[0]["rec"]
+    for key in ("psnr", "ssim", "utilisation", "perplexity", "bits_per_position", "run_id", "steps"):
+        assert key in metrics
+    assert metrics["steps"] == 60 and metrics["bits_per_position"] == pytest.approx(6.0)
+    assert 0 < metrics["utilisation"] <= 1 and metrics["psnr"] > 10
+    assert all(0 <= r["utilisation"] <= 1 for r in history)
+    for name in ("config.json", "metrics.json", "history.json", "checkpoint.pt", "usage.npz"):
+        assert (tmp_path / name).exists()
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    cfg = smoke(**{"train.steps": 24, "train.history_every": 8, "train.ckpt_every": 8})
+    full = train(cfg, tmp_path / "full", progress=False)
+    partial = train(cfg, tmp_path / "resumed", progress=False, stop_at=11)
+    assert partial["interrupted"] and load_checkpoint(tmp_path / "resumed")["step"] == 11
+    resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "resumed")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("psnr", "ssim", "utilisation", "perplexity"):
+        assert resumed[key] == full[key]
+    history_a = json.loads((tmp_path / "full" / "history.json").read_text())
+    history_b = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert history_a == history_b
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train(smoke(**{"train.steps": 4}), tmp_path, progress=False, stop_at=2)
+    with pytest.raises(ValueError, match="resume"):
+        train(smoke(**{"train.steps": 4, "train.seed": 9}), tmp_path, resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_with_error_file(tmp_path, monkeypatch):
+    from pqstudy import losses
+
+    original = losses.AutoencoderLoss.generator_loss
+
+    def poisoned(self, x, out, step, last_layer):
+        total, logs = original(self, x, out, step, last_layer)
+        return (total * float("nan") if step == 3 else total), logs
+
+    monkeypatch.setattr(losses.AutoencoderLoss, "generator_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        train(smoke(**{"train.steps": 10}), tmp_path, progress=False)
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["step"] == 3 and error["error"] == "non-finite loss"
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_batch_order_is_a_pure_function_of_seed_and_step():
+    a = [batch_indices(s, 100, 16, seed=1) for s in range(14)]
+    b = [batch_indices(s, 100, 16, seed=1) for s in range(14)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    first_epoch = torch.cat(a[:6])
+    assert len(set(first_epoch.tolist())) == 96  # one pass: no repeats
+    assert not torch.equal(batch_indices(0, 100, 16, seed=2), a[0])
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero():
+    cfg = get_profile("smoke").train
+    cfg.steps, cfg.warmup_steps, cfg.lr_schedule = 110, 10, "cosine"
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0) and lr_factor(60, cfg) == pytest.approx(0.5)
+    assert lr_factor(110, cfg) == pytest.approx(0.0, abs=1e-12)
+    cfg.lr_schedule = "constant"
+    assert lr_factor(100, cfg) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["ae", "kl"])
+def test_continuous_baselines_train(tmp_path, kind):
+    metrics = train(smoke(**{"model.kind": kind, "train.steps": 10}), tmp_path, progress=False)
+    assert metrics["utilisation"] is None and "continuous" in metrics["utilisation_missing_reason"]
+    assert metrics["psnr"] > 0
+
+
+def test_gan_and_l2_path_trains(tmp_path):
+    cfg = smoke(**{"loss.disc_weight": 0.8, "loss.disc_start": 3, "loss.disc_layers": 2, "loss.disc_ndf": 8,
+                   "loss.rec": "l2", "train.steps": 6, "train.history_every": 3})
+    train(cfg, tmp_path, progress=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history[-1]["gan_weight"] > 0  # adaptive weight active after disc_start
