@@ -37,9 +37,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from pqstudy.metrics.weights import weights_text
+    from pqstudy.metrics.weights import format_weights_report
 
-    print(weights_text())
+    print(format_weights_report())
     return 0
 
 

@@ -1,0 +1,193 @@
+"""rFID and KID through torch-fidelity: its InceptionV3 feature extractor and its own metric functions.
+
+Reconstructions are compared with the originals of the evaluation split. Images reach the extractor the way
+torch-fidelity expects them: ``torch.uint8`` tensors (B, 3, H, W) with values in [0, 255] at their own size (the
+extractor resizes to 299 internally, TF1-style bilinear). Features (the 2048-d pool features, torch-fidelity's
+default for FID and KID) are accumulated batch by batch over the whole split; the values come from
+``torch_fidelity.metric_fid.fid_features_to_statistics`` / ``fid_statistics_to_metric`` and
+``torch_fidelity.metric_kid.kid_features_to_metric`` (polynomial kernel, 100 subsets of min(1000, n) images).
+
+Weights: ``weights-inception-2015-12-05-6726825d.pth`` from ``$TORCH_HOME/hub/checkpoints`` or
+``$PQSTUDY_INCEPTION_WEIGHTS`` (passed as torch-fidelity's ``feature_extractor_weights_path``); never downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pqstudy.metrics.weights import find_weights, missing_reason, no_network
+
+__all__ = ["FidKidAccumulator", "frechet_distance", "load_inception", "to_uint8"]
+
+FEATURE_LAYER = "2048"
+EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registry name for this extractor
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+_RANDOM_MARKER = "__pqstudy_random_init__"
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Float images in [-1, 1] → ``torch.uint8`` in [0, 255], rounded to nearest (values outside are clamped)."""
+    return ((x.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _extractor_class():
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _SeededRandomInceptionV3(FeatureExtractorInceptionV3):
+        """torch-fidelity's extractor with seeded random (He-initialised) weights: the test-only switch.
+
+        torch-fidelity always loads a state dict in ``__init__``; a marker dict, handed over as an in-memory file,
+        makes that load a no-op. Same architecture, same resize and normalisation, same 2048-d output.
+        """
+
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            if _RANDOM_MARKER in state_dict:
+                return None
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    return FeatureExtractorInceptionV3, _SeededRandomInceptionV3
+
+
+def load_inception(
+    device: str | torch.device = "cpu", random_backbone: bool = False, weights_path: str | None = None
+) -> tuple[nn.Module | None, str | None]:
+    """torch-fidelity's ``FeatureExtractorInceptionV3`` giving 2048-d features: ``(extractor, None)`` or
+    ``(None, one-line reason)``.
+
+    ``weights_path`` overrides the search (like torch-fidelity's ``feature_extractor_weights_path``).
+    ``random_backbone=True`` is a test-only switch (seeded random weights); its values are not FID/KID.
+    """
+    path = None
+    if not random_backbone:
+        status = find_weights("inception", weights_path)
+        reason = missing_reason("rfid/kid", [status])
+        if reason is not None:
+            return None, reason
+        path = status.path
+    try:
+        real_cls, random_cls = _extractor_class()
+        with no_network(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            if random_backbone:
+                buffer = io.BytesIO()
+                torch.save({_RANDOM_MARKER: True}, buffer)
+                buffer.seek(0)
+                extractor = random_cls(EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=buffer)
+                for module in extractor.modules():  # He init, so activations neither vanish nor saturate
+                    if isinstance(module, nn.Conv2d):
+                        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            else:
+                extractor = real_cls(EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=path)
+    except Exception as exc:  # a corrupt or mismatched file: recorded, never raised
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return None, f"rfid/kid: failed to load {path}: {type(exc).__name__}: {first}"
+    extractor.requires_grad_(False)
+    return extractor.eval().to(device), None
+
+
+def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
+    """FID between two feature sets (n, d), as torch-fidelity defines and computes it.
+
+    ``‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1 Σ2)`` with torch-fidelity's statistics
+    (``fid_features_to_statistics``). When both sets have more samples than dimensions (a real evaluation split) the
+    value is torch-fidelity's ``fid_statistics_to_metric``. When a set has at most d samples, Σ is low rank and the
+    trace term is computed exactly from the centred features instead of a d × d non-symmetric eigendecomposition:
+    with Σi = Ai Aiᵀ, Ai = (Xi − μi)ᵀ / √(ni − 1), the non-zero eigenvalues of Σ1 Σ2 are the squared singular values
+    of A2ᵀ A1, so tr √(Σ1 Σ2) = ‖A2ᵀ A1‖_* (same value, without the 2048 × 2048 ``eigvals`` that takes half a minute
+    on a small CPU).
+    """
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    stats_1, stats_2 = fid_features_to_statistics(features_1.cpu()), fid_features_to_statistics(features_2.cpu())
+    (n1, d), n2 = features_1.shape, features_2.shape[0]
+    if min(n1, n2) > d:
+        return float(fid_statistics_to_metric(stats_1, stats_2, verbose=False)["frechet_inception_distance"])
+    mu1, mu2 = stats_1["mu"].astype(np.float64), stats_2["mu"].astype(np.float64)
+    a1 = (features_1.cpu().numpy().astype(np.float64) - mu1) / np.sqrt(n1 - 1)  # (n1, d) = A1ᵀ
+    a2 = (features_2.cpu().numpy().astype(np.float64) - mu2) / np.sqrt(n2 - 1)
+    tr_covmean = np.linalg.svd(a2 @ a1.T, compute_uv=False).sum()
+    diff = stats_1["mu"] - stats_2["mu"]
+    return float(diff.dot(diff) + np.trace(stats_1["sigma"]) + np.trace(stats_2["sigma"]) - 2 * tr_covmean)
+
+
+class FidKidAccumulator:
+    """Streams (real, recon) batches through the extractor; :meth:`compute` gives rFID and KID (mean, std).
+
+    Input 1 is the reconstructions, input 2 the originals (torch-fidelity's generated / reference order).
+    """
+
+    def __init__(
+        self,
+        extractor: nn.Module,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        kid_subsets: int = KID_SUBSETS,
+        kid_subset_size: int = KID_SUBSET_SIZE,
+        seed: int = 2020,
+    ):
+        self.extractor = extractor
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.kid_subsets = kid_subsets
+        self.kid_subset_size = kid_subset_size
+        self.seed = seed
+        self._real: list[Tensor] = []
+        self._recon: list[Tensor] = []
+
+    @property
+    def count(self) -> int:
+        return sum(len(f) for f in self._real)
+
+    @torch.no_grad()
+    def features(self, images_uint8: Tensor) -> Tensor:
+        """(N, 2048) float32 CPU features of uint8 (N, 3, H, W) images, in chunks of ``batch_size``."""
+        out = []
+        for chunk in images_uint8.split(self.batch_size):
+            (feat,) = self.extractor(chunk.to(self.device))
+            out.append(feat.detach().to("cpu", torch.float32))
+        return torch.cat(out)
+
+    def update(self, real: Tensor, recon: Tensor) -> None:
+        """Float images (B, 3, H, W) in [-1, 1]."""
+        self._real.append(self.features(to_uint8(real)))
+        self._recon.append(self.features(to_uint8(recon)))
+
+    def compute(self, fid: bool = True, kid: bool = True) -> dict[str, float | None | str]:
+        """``rfid`` and/or ``kid`` + ``kid_std`` over everything seen (None with ``*_missing_reason`` below 2 images).
+
+        KID uses torch-fidelity's defaults (100 subsets, polynomial kernel) with subsets of min(1000, n) images.
+        """
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+        out: dict[str, float | None | str] = {}
+        n = self.count
+        if n < 2:
+            reason = f"rfid/kid: need at least 2 images, got {n}"
+            if fid:
+                out.update(rfid=None, rfid_missing_reason=reason)
+            if kid:
+                out.update(kid=None, kid_std=None, kid_missing_reason=reason)
+            return out
+        recon, real = torch.cat(self._recon), torch.cat(self._real)
+        if fid:
+            out["rfid"] = frechet_distance(recon, real)
+        if kid:
+            res = kid_features_to_metric(
+                recon,
+                real,
+                kid_subsets=self.kid_subsets,
+                kid_subset_size=min(self.kid_subset_size, n),
+                rng_seed=self.seed,
+                verbose=False,
+            )
+            out.update(kid=float(res[KEY_METRIC_KID_MEAN]), kid_std=float(res[KEY_METRIC_KID_STD]))
+        return out
+
+    def reset(self) -> None:
+        self._real.clear()
+        self._recon.clear()

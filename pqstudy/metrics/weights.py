@@ -1,0 +1,310 @@
+"""Where the reference networks' weights live: one table, file checks only, never a download.
+
+Each entry of :data:`WEIGHTS`: what uses it, the exact file, where it is looked for (first hit wins).
+
+- ``lpips_alex`` (LPIPS, evaluation): torchvision's ``alexnet-owt-7be5be79.pth``;
+  ``$PQSTUDY_LPIPS_ALEX``, else ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``.
+- ``lpips_alex_lin`` (LPIPS, evaluation): ``lpips/weights/v0.1/alex.pth``, shipped inside the ``lpips`` package.
+- ``lpips_vgg`` (LPIPS, training loss): torchvision's ``vgg16-397923af.pth``;
+  ``$PQSTUDY_LPIPS_VGG``, else ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``.
+- ``lpips_vgg_lin`` (LPIPS, training loss): ``lpips/weights/v0.1/vgg.pth``, shipped inside the ``lpips`` package.
+- ``inception`` (rFID, KID): torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``;
+  ``$PQSTUDY_INCEPTION_WEIGHTS``, else ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``.
+- ``clip`` (CMMD): CLIP ViT-L/14 @336 px with OpenAI's weights; ``$PQSTUDY_CLIP_WEIGHTS`` (any open_clip
+  checkpoint of it), else the Hugging Face cache of ``timm/vit_large_patch14_clip_336.openai``
+  (``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``), else OpenAI's archive
+  ``~/.cache/clip/ViT-L-14-336px.pt`` (open_clip's download directory).
+
+``$TORCH_HOME/hub`` is ``torch.hub.get_dir()`` (default ``~/.cache/torch/hub``); the Hugging Face cache is
+``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``.
+An environment override (``PQSTUDY_*``), or an explicit path given to :func:`find_weights`, is exclusive: when it
+names no file the weights are reported missing rather than silently taken from elsewhere.
+
+Nothing here (or in the loaders that use it) downloads: fetch the files once on a machine with a network and copy
+them to the places above. :func:`no_network` makes any network attempt fail at once (and sets ``HF_HUB_OFFLINE=1``)
+while a reference network is built, so a library that would try to fetch something cannot hang an offline run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "WEIGHTS",
+    "WeightSpec",
+    "WeightStatus",
+    "find_weights",
+    "format_weights_report",
+    "no_network",
+    "weights_report",
+]
+
+# torchvision's ImageNet weights (the URLs of AlexNet_Weights.IMAGENET1K_V1 / VGG16_Weights.IMAGENET1K_V1)
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+# torch-fidelity's InceptionV3 (torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3)
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+# open_clip's pretrained entry for ("ViT-L-14-336", "openai"): a Hugging Face repo and OpenAI's original archive
+CLIP_ARCH = "ViT-L-14-336"
+CLIP_HF_REPO = "timm/vit_large_patch14_clip_336.openai"
+CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+CLIP_OPENAI_URL = (
+    "https://openaipublic.azureedge.net/clip/models/"
+    "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt"
+)
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    name: str
+    used_by: str
+    description: str
+    filename: str
+    url: str
+    env_var: str | None  # user override: a path to the file
+
+
+WEIGHTS: dict[str, WeightSpec] = {
+    spec.name: spec
+    for spec in (
+        WeightSpec("lpips_alex", "lpips (evaluation)", "AlexNet ImageNet backbone (torchvision)",
+                   "alexnet-owt-7be5be79.pth", ALEXNET_URL, "PQSTUDY_LPIPS_ALEX"),
+        WeightSpec("lpips_alex_lin", "lpips (evaluation)", "LPIPS v0.1 linear layers for AlexNet (lpips package)",
+                   "alex.pth", "", None),
+        WeightSpec("lpips_vgg", "lpips (training loss)", "VGG16 ImageNet backbone (torchvision)",
+                   "vgg16-397923af.pth", VGG16_URL, "PQSTUDY_LPIPS_VGG"),
+        WeightSpec("lpips_vgg_lin", "lpips (training loss)", "LPIPS v0.1 linear layers for VGG16 (lpips package)",
+                   "vgg.pth", "", None),
+        WeightSpec("inception", "rfid, kid", "InceptionV3 FID weights (torch-fidelity)",
+                   "weights-inception-2015-12-05-6726825d.pth", INCEPTION_URL, "PQSTUDY_INCEPTION_WEIGHTS"),
+        WeightSpec("clip", "cmmd", "CLIP ViT-L/14 @336 px, OpenAI weights (open_clip, QuickGELU)",
+                   CLIP_HF_FILES[0], f"https://huggingface.co/{CLIP_HF_REPO}", "PQSTUDY_CLIP_WEIGHTS"),
+    )
+}  # fmt: skip
+
+# which weight files each reference metric needs
+METRIC_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "lpips": ("lpips_alex", "lpips_alex_lin"),
+    "lpips_vgg": ("lpips_vgg", "lpips_vgg_lin"),
+    "rfid": ("inception",),
+    "kid": ("inception",),
+    "cmmd": ("clip",),
+}
+
+
+@dataclass
+class WeightStatus:
+    name: str
+    found: bool
+    path: str | None
+    looked_in: list[str] = field(default_factory=list)
+    how_to_provide: str = ""
+    used_by: str = ""
+    description: str = ""
+
+    @property
+    def missing_reason(self) -> str | None:
+        """One line naming the exact file and where to put it; None when found."""
+        if self.found:
+            return None
+        return f"{self.description} not found: {self.how_to_provide}"
+
+
+# --- locations, read from the environment at call time ---------------------------------------------------------------
+
+
+def torch_hub_checkpoints() -> Path:
+    """``torch.hub.get_dir()/checkpoints``: where ``torch.hub.load_state_dict_from_url`` keeps its files."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache, resolved like ``huggingface_hub`` does (without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "huggingface" / "hub"
+
+
+def openai_clip_cache() -> Path:
+    """open_clip's download directory for OpenAI's archives (``download_pretrained_from_url``'s default)."""
+    return Path(os.path.expanduser("~")) / ".cache" / "clip"
+
+
+def _lpips_package_dir() -> Path | None:
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _hf_cached_file(cache: Path, repo: str, filename: str) -> tuple[Path | None, str]:
+    """A file of ``repo`` in the HF cache: the ``main`` snapshot first, else any snapshot. Returns (hit, pattern)."""
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    pattern = str(repo_dir / "snapshots" / "*" / filename)
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        candidate = repo_dir / "snapshots" / ref.read_text().strip() / filename
+        if candidate.is_file():
+            return candidate, pattern
+    snapshots = repo_dir / "snapshots"
+    if snapshots.is_dir():
+        for snap in sorted(snapshots.iterdir()):
+            if (snap / filename).is_file():
+                return snap / filename, pattern
+    return None, pattern
+
+
+def _status(spec: WeightSpec, hit: Path | None, looked_in: list[str], how: str) -> WeightStatus:
+    return WeightStatus(
+        name=spec.name,
+        found=hit is not None,
+        path=str(hit) if hit is not None else None,
+        looked_in=looked_in,
+        how_to_provide=how,
+        used_by=spec.used_by,
+        description=spec.description,
+    )
+
+
+def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStatus:
+    """Look for the weight file ``name`` (a key of :data:`WEIGHTS`). Checks files only; never downloads.
+
+    ``path`` (or the spec's ``PQSTUDY_*`` environment variable) names the file explicitly and is then the only place
+    looked at.
+    """
+    if name not in WEIGHTS:
+        raise ValueError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}")
+    spec = WEIGHTS[name]
+    explicit, source = None, None
+    if path is not None and str(path):
+        explicit, source = Path(path).expanduser(), "the given path"
+    elif spec.env_var and os.environ.get(spec.env_var):
+        explicit, source = Path(os.environ[spec.env_var]).expanduser(), f"{spec.env_var}"
+
+    if name in ("lpips_alex_lin", "lpips_vgg_lin"):
+        pkg = _lpips_package_dir()
+        if pkg is None:
+            return _status(
+                spec,
+                None,
+                ["the lpips package (not installed)"],
+                f"install the lpips package (pip install lpips), which ships weights/v0.1/{spec.filename}",
+            )
+        candidate = pkg / "weights" / "v0.1" / spec.filename
+        how = f"{candidate} is shipped with the lpips package; reinstall it (pip install --force-reinstall lpips)"
+        return _status(spec, candidate if candidate.is_file() else None, [str(candidate)], how)
+
+    if explicit is not None:
+        how = (
+            f"{source} points to {explicit}, which is not a file; put {spec.filename} there "
+            f"(from {spec.url}) or unset it"
+        )
+        return _status(spec, explicit if explicit.is_file() else None, [str(explicit)], how)
+
+    if name == "clip":
+        looked: list[str] = []
+        cache = hf_hub_cache()
+        for filename in CLIP_HF_FILES:
+            hit, pattern = _hf_cached_file(cache, CLIP_HF_REPO, filename)
+            looked.append(pattern)
+            if hit is not None:
+                return _status(spec, hit, looked, "")
+        openai_file = openai_clip_cache() / os.path.basename(CLIP_OPENAI_URL)
+        looked.append(str(openai_file))
+        how = (
+            f"put {CLIP_HF_FILES[0]} (from {spec.url}) anywhere and set {spec.env_var}=<that file>, "
+            f"or put {os.path.basename(CLIP_OPENAI_URL)} (OpenAI's archive) in {openai_file.parent}/"
+        )
+        return _status(spec, openai_file if openai_file.is_file() else None, looked, how)
+
+    candidate = torch_hub_checkpoints() / spec.filename
+    how = f"put {spec.filename} (from {spec.url}) in {candidate.parent}/ or set {spec.env_var}=<that file>"
+    return _status(spec, candidate if candidate.is_file() else None, [str(candidate)], how)
+
+
+def weights_report() -> list[WeightStatus]:
+    """The status of every weight file in :data:`WEIGHTS`."""
+    return [find_weights(name) for name in WEIGHTS]
+
+
+def format_weights_report(statuses: list[WeightStatus] | None = None) -> str:
+    """Printable text for ``pqstudy weights``: per file, what uses it, found or missing, where looked, how to add."""
+    statuses = weights_report() if statuses is None else statuses
+    lines = ["Reference-network weights (pqstudy never downloads; missing metrics are recorded with a reason)", ""]
+    for st in statuses:
+        state = f"found: {st.path}" if st.found else "MISSING"
+        lines.append(f"{st.name:<15} [{st.used_by}] {st.description}")
+        lines.append(f"    {state}")
+        lines.append(f"    looked in: {'; '.join(st.looked_in)}")
+        if not st.found:
+            lines.append(f"    to provide: {st.how_to_provide}")
+    lines.append("")
+    lines.append(
+        "Overrides: "
+        + ", ".join(s.env_var for s in WEIGHTS.values() if s.env_var)
+        + "; torch hub dir from TORCH_HOME, Hugging Face cache from HF_HUB_CACHE / HF_HOME."
+    )
+    return "\n".join(lines)
+
+
+def missing_reason(metric: str, statuses: list[WeightStatus]) -> str | None:
+    """One line for ``<metric>_missing_reason`` from the statuses of its weight files; None when all are found."""
+    missing = [st for st in statuses if not st.found]
+    if not missing:
+        return None
+    return f"{metric}: " + "; ".join(st.missing_reason or "" for st in missing)
+
+
+# --- no network while building reference networks --------------------------------------------------------------------
+
+
+class NetworkDisabledError(OSError):
+    """Raised at once for any network attempt inside :func:`no_network`."""
+
+
+@contextlib.contextmanager
+def no_network(reason: str = "pqstudy loads reference-network weights from local files only") -> Iterator[None]:
+    """Make every socket connection and name lookup fail at once, and set ``HF_HUB_OFFLINE=1``, for the block.
+
+    Process-wide while active (it patches :mod:`socket`), so keep the block short: it wraps model construction only.
+    """
+
+    def refuse(*_args, **_kwargs):
+        raise NetworkDisabledError(f"network disabled: {reason}")
+
+    saved = {
+        "connect": socket.socket.connect,
+        "connect_ex": socket.socket.connect_ex,
+        "getaddrinfo": socket.getaddrinfo,
+        "create_connection": socket.create_connection,
+    }
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+    socket.getaddrinfo = refuse
+    socket.create_connection = refuse
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        socket.socket.connect = saved["connect"]  # type: ignore[method-assign]
+        socket.socket.connect_ex = saved["connect_ex"]  # type: ignore[method-assign]
+        socket.getaddrinfo = saved["getaddrinfo"]
+        socket.create_connection = saved["create_connection"]
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env

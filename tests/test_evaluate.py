@@ -1,0 +1,48 @@
+import math
+
+import pytest
+
+from pqstudy.cli import main
+from pqstudy.config import apply_overrides, get_profile
+from pqstudy.evaluate import evaluate_model, load_model
+from pqstudy.runio import read_json, write_json
+from pqstudy.train import train
+
+REFERENCE = ("lpips", "rfid", "kid", "cmmd")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = apply_overrides(get_profile("smoke"), {"train.steps": "3", "train.eval_limit": "24",
+                                                 "train.eval_metrics": ""})
+    train(cfg, out, progress=False)
+    return out
+
+
+def test_eval_prints_every_metric_or_its_missing_reason(smoke_run, tmp_path, monkeypatch, capsys):
+    for var in ("TORCH_HOME", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "empty"))
+    for var in ("PQSTUDY_LPIPS_ALEX", "PQSTUDY_LPIPS_VGG", "PQSTUDY_INCEPTION_WEIGHTS", "PQSTUDY_CLIP_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    config = read_json(smoke_run / "config.json")
+    config["train"]["eval_metrics"] = ",".join(REFERENCE)
+    write_json(smoke_run / "config.json", config)
+    assert main(["eval", str(smoke_run), "--quiet", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    metrics = read_json(smoke_run / "metrics.json")
+    for name in REFERENCE:
+        assert metrics[name] is None
+        reason = metrics[f"{name}_missing_reason"]
+        assert "not found" in reason and "\n" not in reason
+        assert f"{name}_missing_reason" in printed
+    assert metrics["psnr"] > 0 and metrics["steps"] == 3
+
+
+def test_reference_metrics_with_random_backbones_are_finite(smoke_run):
+    model, cfg = load_model(smoke_run)
+    cfg.train.eval_metrics = ",".join(REFERENCE)
+    metrics = evaluate_model(model, cfg, random_backbones=True)
+    assert metrics["reference_random_backbones"] is True
+    for name in REFERENCE:
+        assert isinstance(metrics[name], float) and math.isfinite(metrics[name]), name
