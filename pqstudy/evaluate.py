@@ -92,7 +92,7 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
 def load_model(run_dir: str | os.PathLike, device="cpu") -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run directory and its config."""
     cfg = from_dict(read_json(Path(run_dir) / "config.json"))
-    model = build_model(cfg)
+    model = build_model(cfg, init_codebook=False)
     model.load_state_dict(load_checkpoint(run_dir)["model"])
     return model.to(device).eval(), cfg
 

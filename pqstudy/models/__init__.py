@@ -22,10 +22,15 @@ MODELS = {
 }
 
 
-def build_model(cfg: RunConfig) -> nn.Module:
-    """The autoencoder for ``cfg.model.kind``; continuous kinds take their bottleneck width from ``quantizer.dim``."""
+def build_model(cfg: RunConfig, init_codebook: bool = True) -> nn.Module:
+    """The autoencoder for ``cfg.model.kind``; continuous kinds take their bottleneck width from ``quantizer.dim``.
+
+    ``init_codebook=False`` leaves a data-initialised (lc) codebook unbuilt, for a model whose weights are loaded next.
+    """
     if cfg.model.kind not in MODELS:
         raise ValueError(f"model.kind={cfg.model.kind!r}: unknown; choose one of {sorted(MODELS)}")
+    if cfg.model.kind == "quantized":
+        return QuantizedAutoencoder.from_config(cfg, init_codebook=init_codebook)
     return MODELS[cfg.model.kind].from_config(cfg)
 
 

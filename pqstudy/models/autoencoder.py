@@ -283,8 +283,10 @@ class QuantizedAutoencoder(AutoencoderBase):
         self.quantizer = quantizer
 
     @classmethod
-    def from_config(cls, cfg: RunConfig) -> QuantizedAutoencoder:
-        return cls(cfg.model, build_quantizer(cfg.quantizer), cfg.data.image_size)
+    def from_config(cls, cfg: RunConfig, init_codebook: bool = True) -> QuantizedAutoencoder:
+        """``init_codebook=False`` skips building a data-initialised (lc) codebook: for a state dict loaded next."""
+        quantizer = build_quantizer(cfg.quantizer, cfg.data, cfg.train.seed, init_codebook=init_codebook)
+        return cls(cfg.model, quantizer, cfg.data.image_size)
 
     def latent(self, x: Tensor) -> Tensor:
         """The pre-quantisation latent (B, D, h, w)."""

@@ -32,20 +32,90 @@ class VectorOutput:
     loss: dict[str, Tensor]
 
 
+# Cache-blocked search on CPU (see ``nearest_code``). A (_QUERY_BLOCK × _CODE_BLOCK) float32 distance tile is 2 MiB:
+# it stays in a core's L2 cache between the matmul that writes it and the reduction that reads it.
+_CODE_BLOCK = 1024
+_QUERY_BLOCK = 512
+_OUTER_QUERIES = 8192  # queries per outer pass; bounds the (chunks × queries) table of chunk minima
+_DIRECT_ELEMENTS = 1 << 19  # problems with at most this many distances are searched in one tile
+
+
 @torch.no_grad()
 def nearest_code(x: Tensor, codebook: Tensor, chunk_size: int = 16384) -> Tensor:
-    """Index of the nearest codebook row (squared L2) for each row of ``x``.
+    """Index of the nearest codebook row (squared L2) for each row of ``x``; ties go to the lowest index.
 
-    The codebook is scanned in chunks with a running min/argmin, so memory stays O(N · chunk_size) rather than
-    O(N · K). ``||x||²`` is the same for every code and is left out of the comparison.
+    Never materialises the N × K distance matrix: the extra memory is one 2 MiB distance tile plus a table of block
+    minima of min(N, 8192) × K/1024 floats (3 MiB at K = 100,000). ``||x||²`` is the same for every code and is left
+    out; the rest, ``||c||² − 2 x·c``, is one matmul of the augmented rows ``[−2x, 1]`` and ``[c, ||c||²]``.
+    ``chunk_size`` caps the codebook entries per block. Exact up to float32 rounding of that expansion (a near-tie
+    within rounding may resolve differently from a float64 search).
+
+    On CPU the search is cache-blocked and two-pass. Pass 1 computes each (query block × code block) distance tile
+    and keeps only its row minima (``amin``, a vectorised reduction ~8× cheaper than ``min`` with indices); pass 2
+    recomputes, for each query, the one code block that holds its minimum and takes the index there. The index
+    reduction thus touches N · block distances instead of N · K. On other devices (GPU) the codebook is scanned in
+    chunks with a running min/argmin.
     """
     n, k = x.shape[0], codebook.shape[0]
-    x = x.to(codebook.dtype)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
+    dtype = codebook.dtype if codebook.dtype in (torch.float32, torch.float64) else torch.float32
+    x, codebook = x.to(dtype), codebook.to(dtype)
+    if x.device.type != "cpu":
+        return _nearest_code_running(x, codebook, chunk_size)
+    xa = torch.cat([x * -2.0, x.new_ones(n, 1)], dim=1)  # (n, D+1): xa · [c, ||c||²] = ||c||² − 2 x·c
+    block = max(1, min(chunk_size, _CODE_BLOCK))
+    if n * k <= _DIRECT_ELEMENTS or k <= block:
+        out = torch.empty(n, dtype=torch.long)
+        step = max(1, _DIRECT_ELEMENTS // k)
+        ca_t = _augmented_t(codebook)
+        for q in range(0, n, step):
+            out[q : q + step] = torch.min(xa[q : q + step] @ ca_t, dim=1).indices
+        return out
+    return torch.cat([_nearest_code_blocked(xa[q : q + _OUTER_QUERIES], codebook, block)
+                      for q in range(0, n, _OUTER_QUERIES)])
+
+
+def _augmented_t(codes: Tensor) -> Tensor:
+    """``[c, ||c||²]ᵀ`` (D+1, k) for a block of codes."""
+    return torch.cat([codes, codes.pow(2).sum(1, keepdim=True)], dim=1).t()
+
+
+def _nearest_code_blocked(xa: Tensor, codebook: Tensor, block: int) -> Tensor:
+    n, k = xa.shape[0], codebook.shape[0]
+    n_blocks = -(-k // block)
+    minima = xa.new_empty(n_blocks, n)  # row minima of every tile: (code block, query)
+    tile = xa.new_empty(min(n, _QUERY_BLOCK), block)
+    queries = [(q, min(n, q + _QUERY_BLOCK)) for q in range(0, n, _QUERY_BLOCK)]
+    for j in range(n_blocks):
+        s = j * block
+        ca_t = _augmented_t(codebook[s : s + block])  # (D+1, block')
+        width = ca_t.shape[1]
+        for q, e in queries:
+            t = tile[: e - q, :width]
+            torch.mm(xa[q:e], ca_t, out=t)
+            torch.amin(t, dim=1, out=minima[j, q:e])
+    best_block = minima.argmin(dim=0)  # first block holding the minimum: ties go to the lowest index
+    out = torch.empty(n, dtype=torch.long)
+    order = torch.argsort(best_block, stable=True)
+    blocks, counts = torch.unique_consecutive(best_block[order], return_counts=True)
+    start = 0
+    for j, count in zip(blocks.tolist(), counts.tolist(), strict=True):
+        rows = order[start : start + count]
+        start += count
+        s = j * block
+        ca_t = _augmented_t(codebook[s : s + block])
+        out[rows] = torch.min(xa[rows] @ ca_t, dim=1).indices + s
+    return out
+
+
+def _nearest_code_running(x: Tensor, codebook: Tensor, chunk_size: int) -> Tensor:
+    """Chunked scan with a running min/argmin (GPU path)."""
+    n, k = x.shape[0], codebook.shape[0]
     best_val = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     best_idx = torch.zeros(n, device=x.device, dtype=torch.long)
     for start in range(0, k, chunk_size):
         chunk = codebook[start : start + chunk_size]
-        # ||c||² − 2 x·c  for this chunk of codes
         dist = torch.addmm(chunk.pow(2).sum(1), x, chunk.t(), beta=1.0, alpha=-2.0)
         val, idx = dist.min(dim=1)
         better = val < best_val

@@ -1,0 +1,85 @@
+"""``vq-ema``: a codebook updated by exponential moving averages (VQ-VAE / VQ-VAE-2; VQGAN-LC's EMA baseline).
+
+No gradient reaches the codebook (it is a buffer). In training mode each forward, after the lookup, updates with
+decay γ = ``quantizer.ema_decay`` (0.99) and Laplace smoothing ε = ``quantizer.ema_eps`` (1e-5):
+
+    n_k ← γ n_k + (1 − γ) · #{i : idx_i = k}            (cluster sizes, start at 1)
+    m_k ← γ m_k + (1 − γ) · Σ_{i : idx_i = k} z_i         (code sums, start at the initial codes)
+    ñ_k = (n_k + ε) / (Σ_j n_j + K ε) · Σ_j n_j          (Laplace-smoothed sizes)
+    e_k = m_k / ñ_k
+
+Starting the sizes at 1 and the sums at the initial codes keeps an unused entry where it was instead of dividing by a
+near-zero size. Counts and sums use ``bincount`` / ``index_add_`` (no one-hot over K). Evaluation mode never updates.
+The loss is the commitment term only, β‖sg(z_q) − z‖² (the ``legacy`` swap does not apply: there is no codebook term).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pqstudy.quantizers.base import Quantizer, VectorOutput, nearest_code, straight_through
+
+
+class EMAVectorQuantizer(Quantizer):
+    def __init__(
+        self,
+        codebook_size: int = 1024,
+        dim: int = 8,
+        beta: float = 0.25,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        l2_norm: bool = False,
+        init: str = "uniform",
+        chunk_size: int = 16384,
+    ):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"quantizer.ema_decay={decay!r}: must be in (0, 1)")
+        self.codebook_size, self.dim = codebook_size, dim
+        self.beta, self.decay, self.eps, self.l2_norm, self.chunk_size = beta, decay, eps, l2_norm, chunk_size
+        if init == "uniform":  # taming: U(-1/K, 1/K)
+            weight = torch.empty(codebook_size, dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
+        elif init == "normal":
+            weight = torch.randn(codebook_size, dim)
+        else:
+            raise ValueError(f"quantizer.init={init!r}: vq-ema supports 'normal' or 'uniform'")
+        if l2_norm:
+            weight = F.normalize(weight, dim=1)
+        self.register_buffer("embedding", weight)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_avg", weight.clone())
+
+    @classmethod
+    def from_config(cls, q, dim: int | None = None) -> EMAVectorQuantizer:
+        return cls(q.codebook_size, dim or q.dim, q.beta, q.ema_decay, q.ema_eps, q.l2_norm, q.init, q.chunk_size)
+
+    def codebook(self) -> Tensor:
+        return self.embedding
+
+    @torch.no_grad()
+    def ema_update(self, x: Tensor, idx: Tensor) -> None:
+        """One EMA step from latents ``x`` (N, D) assigned to entries ``idx`` (N,)."""
+        x = x.to(self.embed_avg.dtype)
+        counts = torch.bincount(idx, minlength=self.codebook_size).to(x.dtype)
+        sums = torch.zeros_like(self.embed_avg).index_add_(0, idx, x)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps) * total
+        codes = self.embed_avg / smoothed.unsqueeze(1)
+        self.embedding.copy_(F.normalize(codes, dim=1) if self.l2_norm else codes)
+
+    def quantize(self, x: Tensor) -> VectorOutput:
+        if self.l2_norm:
+            x = F.normalize(x, dim=1)
+        idx = nearest_code(x.detach(), self.embedding, self.chunk_size)
+        x_q = self.embedding[idx].clone()  # the pre-update codes; a buffer: no gradient
+        if self.training:
+            self.ema_update(x.detach(), idx)
+        loss = {"commitment": self.beta * torch.mean((x_q - x) ** 2)}
+        return VectorOutput(straight_through(x, x_q), idx, loss)
+
+    def lookup(self, idx: Tensor) -> Tensor:
+        return self.embedding[idx]
