@@ -1,4 +1,4 @@
-"""Command line: ``pqstudy train | eval | weights``."""
+"""Command line: ``pqstudy train | eval | weights | sweep | study | figures | report``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,63 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from pqstudy.study.grids import grid_configs
+    from pqstudy.study.regenerate import default_results_dir
+    from pqstudy.study.runner import parse_shard, run_sweep
+
+    shard = parse_shard(args.shard)
+    results = args.results or default_results_dir(args.profile)
+    summary = run_sweep(args.grid, grid_configs(args.grid, args.profile), results_dir=results, runs_root=args.runs,
+                        papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["failed"] else 0
+
+
+def cmd_study(args) -> int:
+    from pqstudy.study.regenerate import run_study
+    from pqstudy.study.runner import parse_shard
+
+    shard = parse_shard(args.shard)
+    grids = [g for g in args.grids.split(",") if g] if args.grids else None
+    study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
+                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
+    return 1 if study["failed"] else 0
+
+
+def cmd_figures(args) -> int:
+    from pqstudy.plots import make_all_figures
+    from pqstudy.study.regenerate import default_results_dir
+
+    results = args.results or default_results_dir(args.profile)
+    paths = make_all_figures(results, tsne=not args.no_tsne, profile=args.profile)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pqstudy.study.regenerate import default_results_dir
+    from pqstudy.study.report import write_report
+    from pqstudy.study.store import write_runs_csv
+
+    results = args.results or default_results_dir(args.profile)
+    write_runs_csv(results)
+    print(write_report(results, profile=args.profile))
+    return 0
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    p.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based) of the configs")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (each with cpus/jobs threads)")
+    p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--runs", default="runs", help="where run directories (checkpoints) go")
+    p.add_argument("--papermill-dir", default="papermill_runs", help="where executed notebooks go")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pqstudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("weights", help="where each metric's pretrained weights were looked for")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("sweep", help="run one grid: one papermill notebook per config")
+    p.add_argument("grid", help="grid name (see pqstudy.study.grids.GRIDS)")
+    _study_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("study", help="every grid, then figures and the report")
+    p.add_argument("--grids", default=None, help="comma-separated subset of grids (default: all)")
+    _study_options(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("figures", help="every figure from a results dir (results files only)")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (the slow one)")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("report", help="runs.csv and REPORT.md, with verdicts computed from the runs")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,63 @@
+"""One command regenerates everything: every grid of a profile, then the figures and the report.
+
+``run_study("default")`` runs all grids through the sweep runner (finished runs are skipped, so a killed study
+picks up where it stopped), writes ``results/runs.csv``, every figure, ``results/REPORT.md`` and
+``results/study.json`` with the profile, the number of runs and the wall time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from pqstudy.runio import write_json
+from pqstudy.study.grids import GRIDS, grid_configs
+from pqstudy.study.runner import run_grids
+from pqstudy.study.store import write_runs_csv
+
+
+def default_results_dir(profile: str) -> Path:
+    """``results/`` for the default profile (committed), ``results/<profile>/`` for the others."""
+    return Path("results") if profile == "default" else Path("results") / profile
+
+
+def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
+              papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2, grids: list[str] | None = None,
+              shard=None, progress: bool = True) -> dict:
+    """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict."""
+    from pqstudy.plots import make_all_figures
+    from pqstudy.study.report import write_report
+
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(profile)
+    names = list(grids) if grids else list(GRIDS)
+    configs = {name: grid_configs(name, profile) for name in names}  # every config validated before any run
+    started = time.perf_counter()
+    summary = run_grids(configs, results_dir=results_dir, runs_root=runs_root, papermill_dir=papermill_dir,
+                        shard=shard, jobs=jobs, progress=progress)
+    wall = time.perf_counter() - started
+    table = write_runs_csv(results_dir)
+    figures = make_all_figures(results_dir, profile=profile)
+    study = {
+        "profile": profile,
+        "grids": names,
+        "runs": summary["total"],
+        "ran": summary["ran"],
+        "skipped": summary["skipped"],
+        "failed": summary["failed"],
+        "wall_seconds": round(wall, 1),
+        "jobs": jobs,
+        "shard": summary["shard"],
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "figures": [str(Path(f).relative_to(results_dir)) if Path(f).is_relative_to(results_dir) else str(f)
+                    for f in figures],
+        "runs_csv": str(table) if table else None,
+    }
+    write_json(results_dir / "study.json", study)
+    write_report(results_dir, profile=profile)
+    return study

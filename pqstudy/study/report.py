@@ -1,0 +1,312 @@
+"""``results/REPORT.md``: generated from the results store, never written by hand.
+
+``write_report(results_dir, profile=None)`` writes the header (profile, runs ok / failed, wall time), the verdict of
+every paper claim (``pqstudy.study.verdicts``) with its evidence, one table per grid (the fields the grid varies and
+the metrics; a missing metric reads ``missing`` and its reasons are listed once below the table), links to the
+figures under ``results/figures/`` and the failed runs with their errors. ``grid_table`` gives the same tables as
+DataFrames for the notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from pqstudy.config import SECTIONS
+from pqstudy.study.verdicts import all_verdicts, grid_runs, method_of, numeric
+
+REPORT = "REPORT.md"
+STUDY_FILE = "study.json"
+MISSING = "missing"
+# Metric columns of the grid tables: name → (header, formatter). kid is shown only where some run has it.
+TABLE_METRICS = {
+    "psnr": ("PSNR", lambda v: f"{v:.2f}"),
+    "ssim": ("SSIM", lambda v: f"{v:.4f}"),
+    "utilisation": ("util.", lambda v: f"{100 * v:.1f}%"),
+    "perplexity": ("perplexity", lambda v: f"{v:.1f}"),
+    "bits_per_position": ("bits/pos", lambda v: f"{v:.4g}"),
+    "lpips": ("LPIPS", lambda v: f"{v:.4f}"),
+    "rfid": ("rFID", lambda v: f"{v:.2f}"),
+    "kid": ("KID", lambda v: f"{v:.4f}"),
+    "cmmd": ("CMMD", lambda v: f"{v:.3f}"),
+}
+OPTIONAL_METRICS = ("kid",)
+SKIP_FIELDS = {"train.seed", "model.kind", "quantizer.kind", "quantizer.sub_kind"}  # shown as "seed" / "method"
+CODEBOOK_METRICS = ("utilisation", "perplexity", "bits_per_position")
+NOT_APPLICABLE = "n/a"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# markdown
+
+
+def _escape(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: list[str], rows: list[list], align: list[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table; ``align`` per column: "l" or "r"."""
+    align = align or ["l"] * len(headers)
+    lines = ["| " + " | ".join(_escape(h) for h in headers) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_escape(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tables
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _config_columns(df) -> list[str]:
+    return [c for c in df.columns if c.split(".")[0] in SECTIONS and "." in c]
+
+
+def varied_fields(runs) -> list[str]:
+    """The config columns (``section.field``) whose value differs between the runs (seed excluded)."""
+    out = []
+    for column in _config_columns(runs):
+        if column in SKIP_FIELDS:
+            continue
+        if runs[column].astype(str).nunique(dropna=False) > 1:
+            out.append(column)
+    return out
+
+
+def _short_names(columns: list[str]) -> dict[str, str]:
+    tails = [c.split(".", 1)[1] for c in columns]
+    return {c: (t if tails.count(t) == 1 else c) for c, t in zip(columns, tails, strict=True)}
+
+
+def _cell(value) -> str:
+    if _is_missing(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value)}"
+    return str(value)
+
+
+def grid_table(df, grid: str, profile: str | None = None):
+    """``(table, notes)`` for one grid: a DataFrame of formatted cells (run id, the varied fields, seed, the metrics,
+    wall time) and the list of missing-metric reasons (``"lpips: <reason> (3 runs)"``)."""
+    import pandas as pd
+
+    df = select_profile(df, profile)
+    runs = grid_runs(df, grid)
+    if runs is None or len(runs) == 0:
+        return pd.DataFrame(), []
+    fields = varied_fields(runs)
+    names = _short_names(fields)
+    seeds = numeric(runs, "train.seed")
+    show_seed = seeds.nunique() > 1
+    metrics = [m for m in TABLE_METRICS if m not in OPTIONAL_METRICS or numeric(runs, m).notna().any()]
+    runs = runs.assign(_method=method_of(runs))
+    keys = {"_method": runs["_method"].astype(str)}
+    for i, c in enumerate(fields + (["train.seed"] if show_seed else [])):
+        values = numeric(runs, c)
+        keys[f"_k{i}"] = values.fillna(-1) if values.notna().any() else runs[c].astype(str)
+    ordered = runs.assign(**keys).sort_values([*keys, "run_id"])
+    rows, reasons = [], {}
+    for _, run in ordered.iterrows():
+        row = {"run": run["run_id"], "method": run["_method"]}
+        for c in fields:
+            row[names[c]] = _cell(run[c])
+        if show_seed:
+            row["seed"] = _cell(run["train.seed"])
+        for metric in metrics:
+            header, fmt = TABLE_METRICS[metric]
+            value = numeric(run.to_frame().T, metric).iloc[0]
+            continuous = str(run.get("model.kind", "quantized")) not in ("quantized", "nan", "None")
+            if _is_missing(value) and continuous and metric in CODEBOOK_METRICS:
+                row[header] = NOT_APPLICABLE
+                reasons.setdefault((None, "continuous model: no codebook"), 0)
+                reasons[(None, "continuous model: no codebook")] += 1
+            elif _is_missing(value):
+                row[header] = MISSING
+                reason = run.get(f"{metric}_missing_reason")
+                reason = reason if isinstance(reason, str) and reason else "not recorded"
+                reasons.setdefault((metric, reason), 0)
+                reasons[(metric, reason)] += 1
+            else:
+                row[header] = fmt(float(value))
+        wall = numeric(run.to_frame().T, "wall_seconds").iloc[0]
+        row["wall s"] = "" if _is_missing(wall) else f"{wall:.0f}"
+        rows.append(row)
+    notes = [f"{TABLE_METRICS[m][0]} {MISSING}: {reason} ({n} run{'s' if n != 1 else ''})"
+             for (m, reason), n in reasons.items() if m is not None]
+    if (None, "continuous model: no codebook") in reasons:
+        notes.insert(0, f"{NOT_APPLICABLE}: continuous model, no codebook (utilisation, perplexity, bits per position)")
+    return pd.DataFrame(rows), notes
+
+
+def _frame_markdown(table) -> str:
+    headers = list(table.columns)
+    right = set(h for h, _ in TABLE_METRICS.values()) | {"wall s", "seed"}
+    return markdown_table(headers, table.values.tolist(), ["r" if h in right else "l" for h in headers])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the report
+
+
+def read_study(results_dir: str | os.PathLike) -> dict:
+    """``results/study.json`` ({profile, runs, wall_seconds, …}) or {} when absent or unreadable."""
+    path = Path(results_dir) / STUDY_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def select_profile(df, profile: str | None):
+    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
+    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
+        return df
+    return df[df["profile"] == profile]
+
+
+def resolve_profile(df, results_dir, profile: str | None) -> str | None:
+    """The profile to report: the argument, else ``study.json``'s, else the single profile of the runs."""
+    if profile:
+        return profile
+    study = read_study(results_dir).get("profile")
+    if study:
+        return str(study)
+    if df is not None and "profile" in df.columns:
+        profiles = sorted(set(df["profile"].dropna().astype(str)))
+        if len(profiles) == 1:
+            return profiles[0]
+    return None
+
+
+def _minutes(seconds) -> str:
+    return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+
+
+def _grid_names(df) -> list[str]:
+    from pqstudy.study.grids import GRIDS
+
+    names = list(GRIDS)
+    if df is not None and "grids" in df.columns:
+        for value in df["grids"].fillna("").astype(str):
+            for name in value.split(";"):
+                if name and name not in names:
+                    names.append(name)
+    return names
+
+
+def _grid_doc(name: str) -> str:
+    from pqstudy.study.grids import GRIDS
+
+    fn = GRIDS.get(name)
+    doc = (fn.__doc__ or "").strip().splitlines() if fn else []
+    return doc[0] if doc else ""
+
+
+def figure_links(results_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(relative path, description)`` of every PNG under ``results/figures`` (known figures first)."""
+    from pqstudy.plots import FIGURE_DESCRIPTIONS, FIGURE_NAMES, figures_dir
+
+    folder = figures_dir(results_dir)
+    present = {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
+    ordered = [n for n in FIGURE_NAMES if n in present] + sorted(present - set(FIGURE_NAMES))
+    return [(f"{folder.name}/{n}.png", FIGURE_DESCRIPTIONS.get(n, n)) for n in ordered]
+
+
+def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None) -> str:
+    """The text of REPORT.md."""
+    from pqstudy.study.store import runs_dataframe
+
+    results_dir = Path(results_dir)
+    df = runs_dataframe(results_dir)
+    profile = resolve_profile(df, results_dir, profile)
+    df = select_profile(df, profile)
+    study = read_study(results_dir)
+    status = df["status"] if len(df) else []
+    n_ok, n_failed = int((status == "ok").sum()) if len(df) else 0, int((status == "failed").sum()) if len(df) else 0
+
+    out = ["# pqstudy report", "",
+           "_Generated by `pqstudy.study.report.write_report` from the run files under `runs/`: do not edit by "
+           "hand; regenerate it (`pqstudy report`)._", ""]
+    profiles = sorted(set(df["profile"].dropna().astype(str))) if len(df) and "profile" in df.columns else []
+    out.append(f"- profile: **{profile or ', '.join(profiles) or 'unknown'}**")
+    out.append(f"- runs: **{n_ok} ok**, **{n_failed} failed** ({len(df)} recorded)")
+    if study.get("wall_seconds") is not None:
+        out.append(f"- study wall time: {_minutes(float(study['wall_seconds']))} (`{STUDY_FILE}`)")
+    wall = numeric(df, "wall_seconds").dropna() if len(df) else []
+    if len(wall):
+        out.append(f"- sum of run wall times: {_minutes(float(wall.sum()))}")
+    last = [f"{key} {study[key]}" for key in ("ran", "skipped", "failed") if isinstance(study.get(key), int)]
+    if last:
+        when = f", finished {study['finished_at']}" if study.get("finished_at") else ""
+        jobs = f", {study['jobs']} notebooks at once" if study.get("jobs") else ""
+        out.append(f"- last `pqstudy study` call: {', '.join(last)}{jobs}{when}")
+    machine = study.get("machine")
+    if isinstance(machine, dict) and machine:
+        out.append("- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    out.append("")
+
+    verdicts = all_verdicts(df)
+    out += ["## Verdicts", "",
+            "Each claim is judged from the data by `pqstudy.study.verdicts` (rules and thresholds in its docstring); "
+            "a difference counts only beyond the seed spread (or the noise floor).", ""]
+    counts = {s: sum(v.status == s for v in verdicts) for s in ("reproduced", "not reproduced", "inconclusive")}
+    out.append(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
+    out.append("")
+    out.append(markdown_table(["paper", "claim", "grid", "status"],
+                              [[v.paper, v.claim, v.grid, f"**{v.status}**"] for v in verdicts]))
+    out.append("")
+    for v in verdicts:
+        out += [f"- **{v.paper}: {v.claim}** — {v.status}.", f"  {v.evidence}"]
+    out.append("")
+
+    out += ["## Grids", ""]
+    for name in _grid_names(df):
+        out += [f"### {name}", ""]
+        doc = _grid_doc(name)
+        if doc:
+            out += [doc, ""]
+        table, notes = grid_table(df, name)
+        if len(table) == 0:
+            out += ["No ok runs recorded.", ""]
+            continue
+        out += [_frame_markdown(table), ""]
+        if notes:
+            out += [f"- {note}" for note in notes] + [""]
+
+    out += ["## Figures", ""]
+    links = figure_links(results_dir)
+    if links:
+        out += [f"- [{desc}]({path})" for path, desc in links]
+    else:
+        out.append("No figures yet (`pqstudy figures` / `notebooks/paper_figures.ipynb` writes them).")
+    out.append("")
+
+    out += ["## Failed runs", ""]
+    failed = df[df["status"] == "failed"] if len(df) else df
+    if failed is None or len(failed) == 0:
+        out.append("None.")
+    else:
+        out.append(markdown_table(["run", "grids", "error"],
+                                  [[r["run_id"], str(r.get("grids") or "").replace(";", ", "), r.get("error") or ""]
+                                   for _, r in failed.sort_values("run_id").iterrows()]))
+    out.append("")
+    return "\n".join(out)
+
+
+def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None) -> Path:
+    """Write ``<results_dir>/REPORT.md`` (atomically) and return its path."""
+    results_dir = Path(results_dir)
+    text = report_markdown(results_dir, profile)
+    path = results_dir / REPORT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,257 @@
+"""The sweep runner: one papermill execution of ``notebooks/train_eval.ipynb`` per config of a grid.
+
+For each config (deduplicated by run id) of the grid, in the grid's order:
+
+- ``<results>/runs/<run_id>.json`` with status ``ok`` exists → skipped (the grid's name is added to its ``grids``);
+- else the notebook runs with the config's parameters → ``<papermill_dir>/<grid>/<run_id>.ipynb``; the notebook
+  trains into ``<runs_root>/<run_id>`` (``resume=True``: a half-finished run continues from its checkpoint) and
+  records the run. A run that fails (papermill's ``PapermillExecutionError``, or any other exception) is recorded
+  with status ``failed`` and its error, and the sweep goes on; a later sweep retries it.
+
+Run files are written atomically and keyed by run id, so a sweep killed at any point (SIGKILL included) and started
+again loses no finished run and duplicates none. ``shard=(i, n)`` runs the configs whose position in the sorted list
+of unique run ids is ``i`` modulo ``n`` (``--shard i/n`` on several machines covers a grid exactly once).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params, validate
+from pqstudy.runio import read_json
+from pqstudy.study.notebook import KERNEL, NOTEBOOK, REPO_ROOT
+from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
+
+GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_shard(text: str | tuple | list | None) -> tuple[int, int] | None:
+    """``"1/4"`` → ``(1, 4)``: shard i of n, 0 <= i < n. None or "" → None (no sharding)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (tuple, list)):
+        parts = list(text)
+        shown = "/".join(str(p) for p in parts)
+    else:
+        shown = str(text).strip()
+        parts = shown.split("/")
+    if len(parts) != 2:
+        raise ValueError(f"shard {shown!r}: expected i/n, e.g. 0/4 (shard 0 of 4)")
+    try:
+        i, n = (int(str(p).strip()) for p in parts)
+    except ValueError:
+        raise ValueError(f"shard {shown!r}: i and n must be integers, e.g. 0/4") from None
+    if n < 1:
+        raise ValueError(f"shard {shown!r}: n must be >= 1")
+    if not 0 <= i < n:
+        raise ValueError(f"shard {shown!r}: i must satisfy 0 <= i < n (shards are numbered 0 … {n - 1})")
+    return i, n
+
+
+def unique_configs(configs: list[RunConfig]) -> list[RunConfig]:
+    """The configs with duplicate run ids removed (the first one kept), in order."""
+    seen: dict[str, RunConfig] = {}
+    for cfg in configs:
+        seen.setdefault(run_id(cfg), cfg)
+    return list(seen.values())
+
+
+def select_shard(configs: list[RunConfig], shard=None) -> list[RunConfig]:
+    """The unique configs of shard ``(i, n)``: those whose run id has index ``k`` in the sorted unique run ids with
+    ``k % n == i``. The grid's order is kept."""
+    configs = unique_configs(configs)
+    shard = parse_shard(shard)
+    if shard is None:
+        return configs
+    i, n = shard
+    index = {rid: k for k, rid in enumerate(sorted(run_id(c) for c in configs))}
+    return [c for c in configs if index[run_id(c)] % n == i]
+
+
+def _label(path: Path) -> str:
+    """A path for the record: relative to the working directory when inside it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line: the exception the notebook raised (the traceback's last line), or this exception's."""
+    ename = getattr(exc, "ename", None)
+    if ename is not None:  # PapermillExecutionError: the error inside the notebook
+        line = f"{ename}: {getattr(exc, 'evalue', '')}"
+    else:
+        line = traceback.format_exception_only(type(exc), exc)[-1]
+    line = " ".join(line.split())
+    return line if len(line) <= 1000 else line[:997] + "..."
+
+
+def _execute(job: dict) -> dict:
+    """Run one notebook and make sure the run is recorded (ok or failed). Runs in this or a worker process."""
+    cfg, rid = job["cfg"], job["run_id"]
+    results_dir, output = Path(job["results_dir"]), Path(job["output"])
+    if job.get("threads"):
+        for var in THREAD_VARIABLES:  # a worker process: inherited by the kernel it starts
+            os.environ.setdefault(var, str(job["threads"]))
+    started = time.perf_counter()
+    try:
+        import papermill
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(
+            str(job["input"]), str(output), parameters=job["params"], kernel_name=job["kernel"],
+            log_output=False, progress_bar=False, cwd=str(job["cwd"]),
+        )
+        record = load_run(results_dir, rid)
+        if record is None or record.get("status") != "ok":  # the notebook did not record the run: do it here
+            run_dir = Path(job["params"]["run_dir"])
+            if not (run_dir / "metrics.json").exists():
+                raise RuntimeError(f"the notebook finished but {run_dir / 'metrics.json'} does not exist")
+            history = read_json(run_dir / "history.json") if (run_dir / "history.json").exists() else []
+            record_run(results_dir, cfg, status="ok", metrics=read_json(run_dir / "metrics.json"), history=history,
+                       wall_seconds=time.perf_counter() - started, notebook=job["label"], grids=[job["grid"]])
+        else:
+            add_grid(results_dir, rid, job["grid"])
+        return {"run_id": rid, "status": "ok", "error": None, "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
+        error = f"{_error_line(exc)} (notebook: {job['label']})"
+        seconds = time.perf_counter() - started
+        try:
+            record_run(results_dir, cfg, status="failed", error=error, wall_seconds=seconds, notebook=job["label"],
+                       grids=[job["grid"]])
+        except Exception as exc2:  # noqa: BLE001
+            error += f"; recording the failure failed too: {_error_line(exc2)}"
+        return {"run_id": rid, "status": "failed", "error": error, "seconds": seconds}
+
+
+def run_sweep(grid_name: str, configs: list[RunConfig], **kwargs) -> dict:
+    """Run every config of grid ``grid_name`` not yet finished; see ``run_grids`` for the options and the summary."""
+    return run_grids({grid_name: configs}, **kwargs)
+
+
+def run_grids(
+    grids: dict[str, list[RunConfig]],
+    results_dir: str | os.PathLike = "results",
+    runs_root: str | os.PathLike = "runs",
+    papermill_dir: str | os.PathLike = "papermill_runs",
+    shard=None,
+    kernel: str = KERNEL,
+    progress: bool = True,
+    jobs: int = 1,
+    notebook: str | os.PathLike = NOTEBOOK,
+) -> dict:
+    """Run every config of the named grids not yet finished, in one pool of ``jobs`` workers; returns
+    ``{grid, total, skipped, ran, failed, wall_seconds, shard, failures}`` (``ran`` counts runs executed
+    successfully, ``failed`` those that failed, ``total = skipped + ran + failed`` the unique configs of this shard).
+
+    A config shared by several grids runs once, under the first grid that lists it (its notebook goes to
+    ``<papermill_dir>/<that grid>/``), and its run file lists every grid. Relative paths are taken from the working
+    directory. ``jobs > 1`` runs that many notebooks at once in worker processes, each kernel limited to
+    ``cpus // jobs`` threads through ``OMP_NUM_THREADS`` (unless already set).
+    """
+    for grid_name in grids:
+        if not GRID_NAME.fullmatch(grid_name or ""):
+            raise ValueError(f"grid name {grid_name!r}: use letters, digits, '_', '.', '+' and '-' (it names a folder)")
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: must be >= 1")
+    shard = parse_shard(shard)
+    started = time.perf_counter()
+    results_dir, runs_root, papermill_dir = (Path(p).resolve() for p in (results_dir, runs_root, papermill_dir))
+    notebook = Path(notebook).resolve()
+    if not notebook.exists():
+        raise FileNotFoundError(f"notebook {notebook} does not exist")
+    grids_of: dict[str, list[str]] = {}  # run id → every grid that lists it, in order
+    for grid_name, configs in grids.items():
+        for cfg in configs:
+            names = grids_of.setdefault(run_id(cfg), [])
+            if grid_name not in names:
+                names.append(grid_name)
+    selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
+    total = len(selected)
+    label = ",".join(grids)
+    summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "wall_seconds": 0.0,
+               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": []}
+
+    def say(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def finished(result: dict, position: int) -> None:
+        status = result["status"]
+        summary["ran" if status == "ok" else "failed"] += 1
+        if status != "ok":
+            summary["failures"].append({"run_id": result["run_id"], "error": result["error"]})
+        for other in grids_of[result["run_id"]][1:]:
+            add_grid(results_dir, result["run_id"], other)
+        write_runs_csv(results_dir)
+        detail = f": {result['error']}" if status != "ok" else ""
+        say(f"[{position}/{total}] {result['run_id']} {status} ({result['seconds']:.1f} s){detail}")
+
+    cwd = REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd()
+    jobs_todo = []
+    for position, cfg in enumerate(selected, 1):
+        rid = run_id(cfg)
+        grid_name = grids_of[rid][0]
+        previous = load_run(results_dir, rid)
+        if previous is not None and previous.get("status") == "ok":
+            for name in grids_of[rid]:
+                add_grid(results_dir, rid, name)
+            summary["skipped"] += 1
+            say(f"[{position}/{total}] {rid} done already, skipped")
+            continue
+        output = papermill_dir / grid_name / f"{rid}.ipynb"
+        try:
+            validate(cfg)
+            params = {**to_params(cfg), "run_dir": str(runs_root / rid), "results_dir": str(results_dir),
+                      "grid": grid_name, "notebook_path": _label(output)}
+            if run_id(from_params(params)) != rid:
+                raise ConfigError(f"run {rid}: the notebook parameters do not rebuild the same config")
+        except ConfigError as err:
+            error = f"ConfigError: {err}"
+            record_run(results_dir, cfg, status="failed", error=error, grids=[grid_name])
+            finished({"run_id": rid, "status": "failed", "error": error, "seconds": 0.0}, position)
+            continue
+        jobs_todo.append((position, {
+            "cfg": cfg, "run_id": rid, "params": params, "input": str(notebook), "output": str(output),
+            "label": _label(output), "kernel": kernel, "cwd": str(cwd),
+            "results_dir": str(results_dir), "grid": grid_name,
+        }))
+
+    if jobs == 1 or len(jobs_todo) <= 1:
+        for position, job in jobs_todo:
+            say(f"[{position}/{total}] {job['run_id']} running → {job['label']}")
+            finished(_execute(job), position)
+    else:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cpus // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {}
+            for position, job in jobs_todo:
+                say(f"[{position}/{total}] {job['run_id']} queued → {job['label']}")
+                futures[pool.submit(_execute, {**job, "threads": threads})] = (position, job)
+            for future in as_completed(futures):
+                position, job = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker process died: record the run as failed
+                    error = f"{_error_line(exc)} (notebook: {job['label']})"
+                    record_run(results_dir, job["cfg"], status="failed", error=error, notebook=job["label"],
+                               grids=[job["grid"]])
+                    result = {"run_id": job["run_id"], "status": "failed", "error": error, "seconds": 0.0}
+                finished(result, position)
+
+    write_runs_csv(results_dir)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    say(f"grid {label}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} failed "
+        f"of {total} in {summary['wall_seconds']:.1f} s → {results_dir}")
+    return summary

@@ -1,0 +1,198 @@
+"""The results store: one JSON file per run under ``<results>/runs/<run_id>.json``, and one tidy table of them all.
+
+A run file is written atomically (temp file + rename), so a reader, or a sweep killed mid-write, never sees half of
+one. It holds::
+
+    {"run_id", "grids": [grid names], "status": "ok" | "failed", "error": str | None, "config": cfg.to_dict(),
+     "metrics": {...}, "history": [...], "wall_seconds", "notebook": path, "finished_at": ISO time}
+
+``runs_dataframe`` flattens every run file into one row (``results/runs.csv`` via ``write_runs_csv``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import warnings
+from pathlib import Path
+
+from pqstudy.config import SECTIONS, RunConfig, run_id
+from pqstudy.runio import read_json, write_json
+
+RUNS_SUBDIR = "runs"
+RUNS_CSV = "runs.csv"
+STATUSES = ("ok", "failed")
+
+# Metric columns of the table, in this order; a run that lacks one leaves it empty.
+METRIC_COLUMNS = (
+    "bits_per_position", "psnr", "ssim", "lpips", "rfid", "kid", "cmmd", "utilisation", "perplexity",
+)
+REFERENCE_METRICS = ("lpips", "rfid", "kid", "cmmd")
+# Every metric that can be missing gets a ``<name>_missing_reason`` column.
+MISSING_REASON_COLUMNS = tuple(f"{m}_missing_reason" for m in (*REFERENCE_METRICS, "utilisation"))
+
+
+def run_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    return Path(results_dir) / RUNS_SUBDIR / f"{rid}.json"
+
+
+def load_run(results_dir: str | os.PathLike, rid: str) -> dict | None:
+    """The run file of ``rid``, or None when there is none (or it cannot be read)."""
+    path = run_path(results_dir, rid)
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError) as err:
+        warnings.warn(f"{path}: unreadable run file ({err}); treating the run as not done", stacklevel=2)
+        return None
+
+
+def _merge_grids(*lists) -> list[str]:
+    out: list[str] = []
+    for names in lists:
+        for name in names or ():
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def record_run(
+    results_dir: str | os.PathLike,
+    cfg: RunConfig,
+    *,
+    status: str = "ok",
+    metrics: dict | None = None,
+    history: list | None = None,
+    error: str | None = None,
+    wall_seconds: float | None = None,
+    notebook: str | os.PathLike | None = None,
+    grids=(),
+) -> dict:
+    """Write ``<results_dir>/runs/<run_id>.json`` atomically and return the record.
+
+    The grid names are merged with those of an existing record of the same run, so a run shared by several grids
+    lists them all. Recording a run again replaces its status, metrics and error.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r}: expected one of {list(STATUSES)}")
+    if isinstance(grids, str):
+        grids = [grids]
+    rid = run_id(cfg)
+    previous = load_run(results_dir, rid) or {}
+    record = {
+        "run_id": rid,
+        "grids": _merge_grids(previous.get("grids"), grids),
+        "status": status,
+        "error": error if status != "ok" else None,
+        "config": cfg.to_dict(),
+        "metrics": dict(metrics or {}),
+        "history": list(history or []),
+        "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 3),
+        "notebook": None if notebook is None else str(notebook),
+        "finished_at": _now(),
+    }
+    write_json(run_path(results_dir, rid), record)
+    return record
+
+
+def add_grid(results_dir: str | os.PathLike, rid: str, grid: str) -> bool:
+    """Add ``grid`` to the ``grids`` of an existing run file (atomically); True when the file changed."""
+    record = load_run(results_dir, rid)
+    if record is None or not grid or grid in record.get("grids", []):
+        return False
+    record["grids"] = _merge_grids(record.get("grids"), [grid])
+    write_json(run_path(results_dir, rid), record)
+    return True
+
+
+def load_runs(results_dir: str | os.PathLike = "results") -> list[dict]:
+    """Every run file under ``<results_dir>/runs``, sorted by run id (unreadable files are skipped with a warning)."""
+    folder = Path(results_dir) / RUNS_SUBDIR
+    runs = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            runs.append(read_json(path))
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"{path}: unreadable run file skipped ({err})", stacklevel=2)
+    return runs
+
+
+def _cell(value):
+    """A table cell: tuples/lists as ``"(1, 2, 2)"``, everything else as is."""
+    if isinstance(value, (list, tuple)):
+        return str(tuple(value))
+    return value
+
+
+def _config_columns(config: dict) -> dict:
+    out = {"profile": config.get("profile")}
+    for section in SECTIONS:
+        for key, value in (config.get(section) or {}).items():
+            out[f"{section}.{key}"] = _cell(value)
+    return out
+
+
+def _row(run: dict) -> dict:
+    config = run.get("config") or {}
+    metrics = run.get("metrics") or {}
+    train_cfg = config.get("train") or {}
+    row = {
+        "run_id": run.get("run_id"),
+        "grids": ";".join(run.get("grids") or []),
+        "status": run.get("status"),
+        "error": run.get("error"),
+    }
+    row.update(_config_columns(config))
+    row["seed"] = train_cfg.get("seed")
+    row["steps"] = metrics.get("steps", train_cfg.get("steps"))
+    row["wall_seconds"] = run.get("wall_seconds")
+    row["train_seconds"] = metrics.get("train_seconds")
+    for name in METRIC_COLUMNS:
+        row[name] = metrics.get(name)
+    requested = {n.strip() for n in str(train_cfg.get("eval_metrics", "")).split(",") if n.strip()}
+    for name in MISSING_REASON_COLUMNS:
+        row[name] = metrics.get(name)
+        metric = name[: -len("_missing_reason")]
+        if (row[name] is None and run.get("status") == "ok" and metric in REFERENCE_METRICS
+                and metrics.get(metric) is None and metric not in requested):
+            row[name] = "not requested (train.eval_metrics)"
+    for key in sorted(metrics):  # any other scalar metric, after the fixed columns
+        value = metrics[key]
+        if key not in row and key != "run_id" and not isinstance(value, (dict, list)):
+            row[key] = value
+    row["notebook"] = run.get("notebook")
+    row["finished_at"] = run.get("finished_at")
+    return row
+
+
+def runs_dataframe(results_dir: str | os.PathLike = "results"):
+    """One row per run file: run id, grids (``;``-joined), status, error, every config field as ``section.field``,
+    seed, steps, wall time, the metrics (empty when a run lacks them) and their ``*_missing_reason`` columns."""
+    import pandas as pd
+
+    rows = [_row(run) for run in load_runs(results_dir)]
+    if not rows:
+        base = ["run_id", "grids", "status", "error", "profile", *_config_columns(RunConfig().to_dict()),
+                "seed", "steps", "wall_seconds", "train_seconds", *METRIC_COLUMNS, *MISSING_REASON_COLUMNS,
+                "notebook", "finished_at"]
+        return pd.DataFrame(columns=list(dict.fromkeys(base)))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    tail = ["notebook", "finished_at"]
+    columns = [c for c in columns if c not in tail] + tail
+    return pd.DataFrame(rows, columns=columns)
+
+
+def write_runs_csv(results_dir: str | os.PathLike = "results") -> Path:
+    """Write ``<results_dir>/runs.csv`` (atomically) from every run file; returns its path."""
+    path = Path(results_dir) / RUNS_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    runs_dataframe(results_dir).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

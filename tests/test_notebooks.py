@@ -1,0 +1,79 @@
+"""The analysis notebooks: committed as generated, without outputs, and each runs under papermill on a synthetic
+results folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import nbformat
+import pytest
+from test_report import synthetic_results  # tests/ is on sys.path under pytest
+
+from pqstudy.study.notebooks_gen import NOTEBOOKS, build_notebook, notebook_path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_for_this_python(tmp_path_factory):
+    """A ``pqstudy`` kernel spec running this interpreter (one torch thread: the cores are shared)."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "pqstudy"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "pqstudy", "language": "python",
+                                                     "env": {"OMP_NUM_THREADS": "1"}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(root))
+        yield
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return synthetic_results(tmp_path_factory.mktemp("results"))
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_committed_notebook_is_the_generated_one_without_outputs(name):
+    nb = nbformat.read(str(notebook_path(name)), as_version=4)
+    generated = build_notebook(name)
+    assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
+        (c.cell_type, c.source, c.metadata.get("tags")) for c in generated.cells
+    ], "regenerate: python -m pqstudy.study.notebooks_gen"
+    assert nb.metadata["kernelspec"]["name"] == "pqstudy"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+        assert "papermill" not in cell.metadata and "execution" not in cell.metadata
+
+
+RUNS = {
+    "ablation": {"grid": "lc-method-size", "profile": "default", "run": False},
+    "codebook_analysis": {"tsne_points": 30},
+    "tables": {"profile": "default"},
+    "paper_figures": {"tsne_points": 30},
+}
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebook_runs_under_papermill(name, results, tmp_path):
+    import papermill
+
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(notebook_path(name)), str(out), parameters={"results_dir": str(results),
+                                                                                **RUNS[name]},
+                               kernel_name="pqstudy", progress_bar=False, cwd=str(tmp_path))
+    executed = nbformat.read(str(out), as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    if name == "ablation":
+        assert images == 3 and "LC keeps ≥99%" in markdown and "*reproduced*" in markdown
+    elif name == "codebook_analysis":
+        assert images == 4
+    elif name == "tables":
+        assert markdown.count("## ") == 8 and markdown.count("*reproduced*") == 8
+    else:
+        assert images == 10 and (results / "REPORT.md").exists()
+        assert (results / "figures" / "codebook_tsne.png").exists()

@@ -1,0 +1,306 @@
+"""Verdicts on synthetic runs tables, and REPORT.md from a synthetic results folder.
+
+The synthetic results use the real configs of every grid at the ``default`` profile (``grid_configs``), recorded
+through ``pqstudy.study.store.record_run`` with metrics from a formula ("world") in which every paper claim holds;
+the tests then break one claim at a time, drown it in seed noise, or drop its grid. ``tests/test_plots.py`` and
+``tests/test_notebooks.py`` import ``synthetic_results`` from here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pqstudy.config import apply_overrides
+from pqstudy.study.grids import GRIDS, grid_configs
+from pqstudy.study.report import grid_table, markdown_table, write_report
+from pqstudy.study.store import record_run, runs_dataframe
+from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, all_verdicts, seed_noise
+
+PROFILE = "default"
+REASON = "not requested (train.eval_metrics)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a synthetic world in which every claim holds
+
+
+def _g(k: float) -> float:
+    """PQ's PSNR gain from K = 16 with diminishing returns."""
+    return 3.0 * (1.0 - math.exp(-math.log2(k / 16) / 2.0))
+
+
+def paper_world(cfg) -> tuple[float, float | None]:
+    """(PSNR, utilisation) of a config: every claim of both papers holds, seed 1 sits 0.05 dB above seed 0."""
+    q, seed = cfg.quantizer, cfg.train.seed
+    if cfg.model.kind != "quantized":
+        return (30.0 if cfg.model.kind == "ae" else 29.5) + 0.05 * seed, None
+    k, d = q.codebook_size, q.dim
+    if q.kind == "vq":
+        psnr, util = 24.0 - 0.6 * math.log2(d / 8) + 0.1 * math.log2(k / 1024), min(1.0, 300 / k)
+    elif q.kind == "pq":
+        psnr, util = 23.4 + 0.8 * math.log2(d / 8) + _g(k) - 0.2 * math.log2(d / q.subspaces / 2), 0.9
+    elif q.kind == "vq-fc":
+        psnr, util = 23.5, min(1.0, 600 / k)
+    elif q.kind == "vq-ema":
+        psnr, util = 23.8 + 0.05 * math.log10(k / 1024), min(1.0, 0.95 * (1024 / k) ** 0.3)
+    else:  # lc
+        psnr = 23.0 + 0.4 * math.log10(k / 1024) + 0.1 * math.log2(d / 8)
+        if q.projector == "none":
+            delta, util = -2.0, 0.4
+        elif q.lc_trainable:
+            delta, util = -0.2, 0.85
+        else:
+            delta, util = {"kmeans": (0.0, 1.0), "select": (-0.3, 0.995), "normal": (-1.0, 0.9)}[q.lc_init]
+        psnr += delta
+    return psnr + 0.05 * seed, min(1.0, util + 0.002 * seed)
+
+
+def _history(util: float | None, steps: int) -> list[dict]:
+    out = []
+    for i, frac in enumerate((0.35, 0.7, 1.0)):
+        record = {"step": int(steps * frac), "epoch": round(2.0 * frac, 3), "lr": 1e-3 * (1 - frac / 2),
+                  "rec": 0.2 - 0.05 * i, "total": 0.25 - 0.05 * i}
+        if util is not None:
+            record.update({"commitment": 0.01, "codebook": 0.02, "utilisation": min(1.0, util * (0.6 + 0.2 * i)),
+                           "perplexity": 10.0 + i})
+        out.append(record)
+    return out
+
+
+def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = True, recon: bool = True,
+                      tsne_entries: int = 48) -> Path:
+    """Record every grid's ``default`` configs with ``world``'s metrics (plus one failed run), exported codebooks for
+    the LC-grid runs at the largest size, two reconstruction PNGs and ``study.json``."""
+    from pqstudy.study.codebooks import codebook_path, save_codebook
+
+    results_dir = Path(results_dir)
+    rng = np.random.default_rng(0)
+    for grid in GRIDS:
+        for cfg in grid_configs(grid, PROFILE):
+            psnr, util = world(cfg)
+            q = cfg.quantizer
+            quantised = cfg.model.kind == "quantized"
+            m = q.subspaces if q.kind == "pq" else 1
+            metrics = {"psnr": psnr, "ssim": 0.5 + (psnr - 20) / 40, "steps": cfg.train.steps,
+                       "lpips": None, "rfid": None, "kid": None, "cmmd": None, "train_seconds": 10.0}
+            for name in ("lpips", "rfid", "kid", "cmmd"):
+                metrics[f"{name}_missing_reason"] = REASON
+            if quantised:
+                metrics.update({"utilisation": util, "perplexity": util * q.codebook_size * 0.7,
+                                "bits_per_position": m * math.log2(q.codebook_size)})
+            else:
+                metrics.update({"utilisation": None, "perplexity": None, "bits_per_position": None,
+                                "utilisation_missing_reason": f"continuous model ({cfg.model.kind}): no codebook"})
+            record_run(results_dir, cfg, metrics=metrics, history=_history(util, cfg.train.steps), wall_seconds=12.5,
+                       grids=[grid])
+            if codebooks and grid == "lc-method-size" and q.codebook_size == max(s.quantizer.codebook_size for s in
+                                                                                 grid_configs(grid, PROFILE)):
+                k = q.codebook_size
+                used = rng.random(k) < util
+                eval_counts = (used * rng.integers(1, 50, size=k))[None, :]
+                train_counts = np.stack([(rng.random(k) < util * f) * rng.integers(1, 9, size=k)
+                                         for f in (0.6, 0.8, 1.0)])[:, None, :]
+                idx = np.sort(rng.choice(k, size=tsne_entries, replace=False))
+                save_codebook(codebook_path(results_dir, cfg.run_id), eval_counts=eval_counts,
+                              train_counts=train_counts, indices=idx,
+                              vectors=rng.normal(size=(tsne_entries, q.dim)),
+                              meta={"run_id": cfg.run_id, "kind": q.kind, "codebook_size": k, "num_codebooks": 1})
+    # a failed run (a config of its own: seed 7)
+    bad = apply_overrides(grid_configs("pq-subspaces", PROFILE)[-1], {"train.seed": "7"})
+    record_run(results_dir, bad, status="failed", error="RuntimeError: synthetic failure", grids=["pq-subspaces"])
+    if recon:
+        import matplotlib.pyplot as plt
+
+        df = runs_dataframe(results_dir)
+        for rid in df[df["grids"].str.contains("pq-vs-vq-dim")]["run_id"][:2]:
+            path = results_dir / "recon" / f"{rid}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plt.imsave(path, rng.random((20, 80, 3)))
+    study = {"profile": PROFILE, "runs": 41, "wall_seconds": 1500.0, "ran": 40, "skipped": 0, "failed": 1, "jobs": 2,
+             "machine": {"cpus": 2, "torch": "2.13.0"}, "figures": []}
+    (results_dir / "study.json").write_text(json.dumps(study))
+    return results_dir
+
+
+@pytest.fixture(scope="module")
+def world_df(tmp_path_factory):
+    return runs_dataframe(synthetic_results(tmp_path_factory.mktemp("results"), codebooks=False, recon=False))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# mutations of the table
+
+
+def _in_grid(df, grid):
+    return df["grids"].fillna("").str.split(";").map(lambda names: grid in names)
+
+
+def _num(df, col):
+    import pandas as pd
+
+    return pd.to_numeric(df[col], errors="coerce")
+
+
+def _add(df, mask, metric, delta):
+    df = df.copy()
+    df.loc[mask, metric] = _num(df, metric)[mask] + delta
+    return df
+
+
+def _set(df, mask, metric, value):
+    df = df.copy()
+    df.loc[mask, metric] = value
+    return df
+
+
+def noisy(df):
+    """Seed 1 far from seed 0: the largest seed spread becomes 5 dB PSNR and 0.7 utilisation."""
+    df = _add(df, df["train.seed"] == 1, "psnr", 5.0)
+    util = (_num(df, "utilisation") + 0.7 * (df["train.seed"] == 1)).clip(upper=1.0)
+    return df.assign(utilisation=util)
+
+
+def _kind(df, kind):
+    return df["quantizer.kind"] == kind
+
+
+BREAK = {  # the claim fails beyond any noise
+    "pq-beats-vq": lambda df: _add(df, _in_grid(df, "pq-vs-vq-dim") & _kind(df, "vq") & (df["quantizer.dim"] == 32),
+                                   "psnr", 6.0),
+    "pq-vq-scale-opposite": lambda df: _add(df, _in_grid(df, "pq-vs-vq-dim") & _kind(df, "pq")
+                                            & (df["quantizer.dim"] == 32), "psnr", -2.5),
+    "pq-k-diminishing": lambda df: _add(df, _in_grid(df, "pq-codebook-size") & (df["quantizer.codebook_size"] == 1024),
+                                        "psnr", 2.0),
+    "lc-utilisation": lambda df: _set(df, _kind(df, "lc") & (df["quantizer.codebook_size"] == 100_000),
+                                      "utilisation", 0.9),
+    "lc-scales-with-k": lambda df: _add(df, _kind(df, "lc") & (df["quantizer.codebook_size"] == 100_000), "psnr",
+                                        -1.5),
+    "lc-init-order": lambda df: _add(df, _in_grid(df, "lc-init") & (df["quantizer.lc_init"] == "normal"), "psnr",
+                                     2.0),
+    "lc-projector": lambda df: _set(_set(df, df["quantizer.projector"] == "none", "psnr", 25.0),
+                                    df["quantizer.projector"] == "none", "utilisation", 1.0),
+    "lc-dprime-insensitive": lambda df: _add(df, _in_grid(df, "lc-projected-dim") & (df["quantizer.dim"] == 32),
+                                             "psnr", 2.0),
+}
+
+BLUR = {  # the effect is within the noise (or between the thresholds)
+    **{key: noisy for key in CLAIMS},
+    "lc-utilisation": lambda df: _set(df, _kind(df, "lc") & (df["quantizer.codebook_size"] == 100_000),
+                                      "utilisation", 0.98),
+    "lc-dprime-insensitive": lambda df: noisy(BREAK["lc-dprime-insensitive"](df)),
+}
+
+CLAIM_GRID = {"pq-beats-vq": "pq-vs-vq-dim", "pq-vq-scale-opposite": "pq-vs-vq-dim",
+              "pq-k-diminishing": "pq-codebook-size", "lc-utilisation": "lc-method-size",
+              "lc-scales-with-k": "lc-method-size", "lc-init-order": "lc-init", "lc-projector": "lc-projector",
+              "lc-dprime-insensitive": "lc-projected-dim"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# verdicts
+
+
+def test_every_claim_reproduced_in_the_paper_world(world_df):
+    verdicts = all_verdicts(world_df)
+    assert [v.key for v in verdicts] == list(CLAIMS)
+    for v in verdicts:
+        assert v.status == "reproduced", (v.key, v.evidence)
+        assert v.paper in ("PQGAN", "VQGAN-LC") and v.evidence and v.numbers
+
+
+@pytest.mark.parametrize("key", list(CLAIMS))
+def test_claim_not_reproduced_when_broken(world_df, key):
+    verdict = CLAIMS[key](BREAK[key](world_df))
+    assert verdict.status == "not reproduced", verdict.evidence
+
+
+@pytest.mark.parametrize("key", list(CLAIMS))
+def test_claim_inconclusive_when_noise_hides_it(world_df, key):
+    verdict = CLAIMS[key](BLUR[key](world_df))
+    assert verdict.status == "inconclusive", verdict.evidence
+
+
+@pytest.mark.parametrize("key", list(CLAIMS))
+def test_claim_inconclusive_without_its_grid(world_df, key):
+    verdict = CLAIMS[key](world_df[~_in_grid(world_df, CLAIM_GRID[key])])
+    assert verdict.status == "inconclusive" and verdict.evidence.startswith("no data"), verdict.evidence
+    assert (verdict.claim, verdict.paper) == CLAIM_TEXT[key]
+
+
+def test_empty_table_gives_inconclusive_everywhere(tmp_path):
+    assert {v.status for v in all_verdicts(runs_dataframe(tmp_path))} == {"inconclusive"}
+
+
+def test_breaking_one_claim_leaves_the_others(world_df):
+    statuses = {v.key: v.status for v in all_verdicts(BREAK["lc-init-order"](world_df))}
+    assert statuses.pop("lc-init-order") == "not reproduced"
+    assert set(statuses.values()) == {"reproduced"}
+
+
+def test_single_seed_grids_borrow_the_measured_seed_spread(world_df):
+    noise = seed_noise(world_df, "psnr")
+    assert noise.value == pytest.approx(0.05) and noise.source.split(":")[0] in ("pq-vs-vq-dim", "continuous")
+    verdict = CLAIMS["pq-k-diminishing"](noisy(world_df))
+    assert "borrow" in verdict.evidence and "5.05 dB (pq-vs-vq-dim" in verdict.evidence
+    own = CLAIMS["pq-beats-vq"](noisy(world_df))
+    assert "2 seeds" in own.evidence and "seed spread" in own.evidence
+
+
+def test_no_spread_and_a_tiny_difference_is_inconclusive(world_df):
+    one_seed = world_df[world_df["train.seed"] == 0]
+    grid = _in_grid(one_seed, "pq-vs-vq-dim")
+    tiny = one_seed.copy()
+    for dim in (8, 16, 32):
+        vq = tiny.loc[grid & _kind(tiny, "vq") & (tiny["quantizer.dim"] == dim), "psnr"].iloc[0]
+        tiny.loc[grid & _kind(tiny, "pq") & (tiny["quantizer.dim"] == dim), "psnr"] = vq + 0.05
+    verdict = CLAIMS["pq-beats-vq"](tiny)
+    assert verdict.status == "inconclusive"
+    assert "no seed spread measured" in verdict.evidence and "floor" in verdict.evidence
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the report
+
+
+def test_markdown_table_escapes_pipes():
+    text = markdown_table(["a", "b"], [["x|y", 1]], ["l", "r"])
+    assert text.splitlines() == ["| a | b |", "|---|---:|", "| x\\|y | 1 |"]
+
+
+def test_grid_table_shows_varied_fields_and_missing_reasons(world_df):
+    table, notes = grid_table(world_df, "pq-vs-vq-dim")
+    assert len(table) == 12
+    for column in ("method", "dim", "codebook_size", "subspaces", "seed", "PSNR", "SSIM", "util.", "LPIPS", "rFID",
+                   "CMMD"):
+        assert column in table.columns, column
+    assert "KID" not in table.columns  # shown only where some run has it
+    assert list(table["method"]) == ["pq"] * 6 + ["vq"] * 6 and list(table["dim"][:2]) == ["8", "8"]
+    assert set(table["LPIPS"]) == {"missing"}
+    assert notes == [f"{m} missing: {REASON} (12 runs)" for m in ("LPIPS", "rFID", "CMMD")]
+    table, notes = grid_table(world_df, "continuous")
+    assert set(table["util."]) == {"n/a"} and notes[0].startswith("n/a: continuous model")
+
+
+def test_report_has_every_grid_table_and_verdict(tmp_path):
+    results = synthetic_results(tmp_path / "results", codebooks=False, recon=False)
+    (results / "figures").mkdir()
+    (results / "figures" / "psnr_vs_dim.png").write_bytes(b"png")
+    path = write_report(results)
+    text = path.read_text()
+    assert path == results / "REPORT.md"
+    assert "profile: **default**" in text and "**1 failed**" in text and "25.0 min" in text
+    assert "ran 40, skipped 0, failed 1, 2 notebooks at once" in text and "machine: cpus 2, torch 2.13.0" in text
+    for grid in GRIDS:
+        assert f"### {grid}" in text
+    for claim, paper in CLAIM_TEXT.values():
+        assert f"**{paper}: {claim}** — reproduced." in text
+    assert "RuntimeError: synthetic failure" in text
+    assert "(figures/psnr_vs_dim.png)" in text
+    assert f"LPIPS missing: {REASON}" in text
+    assert text.count("| run | method |") == len(GRIDS)
+    assert write_report(results).read_text() == text  # deterministic
