@@ -180,7 +180,7 @@ def _default() -> RunConfig:
         data=DataConfig(name="cifar10", image_size=32),
         model=ModelConfig(ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, z_channels=32),
         quantizer=QuantizerConfig(kind="vq", codebook_size=1024, dim=8),
-        train=TrainConfig(steps=1000, batch_size=32, lr=1e-3, lr_schedule="cosine", warmup_steps=50, history_every=100),
+        train=TrainConfig(steps=800, batch_size=32, lr=1e-3, lr_schedule="cosine", warmup_steps=50, history_every=100),
     )
 
 

@@ -1,0 +1,75 @@
+import json
+
+import pandas as pd
+import pytest
+
+from pqstudy.config import run_id
+from pqstudy.study.grids import GRIDS, SCALES, grid_configs
+from pqstudy.study.regenerate import default_results_dir, run_study
+
+
+@pytest.mark.parametrize("profile", sorted(SCALES))
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_every_grid_validates_at_every_profile(name, profile):
+    configs = grid_configs(name, profile)
+    assert configs
+    assert len({c.train.steps for c in configs}) == 1  # every run of a grid gets the same training budget
+    assert all(c.profile == profile for c in configs)
+
+
+def test_grids_vary_what_they_say():
+    dims = {(c.quantizer.kind, c.quantizer.dim) for c in grid_configs("pq-vs-vq-dim", "default")}
+    assert dims == {(k, d) for k in ("vq", "pq") for d in SCALES["default"].dims}
+    methods = {(c.quantizer.kind, c.quantizer.codebook_size) for c in grid_configs("lc-method-size", "default")}
+    assert methods == {(k, n) for k in ("vq", "vq-fc", "vq-ema", "lc") for n in (1024, 16384, 100_000)}
+    ms = [c.quantizer.subspaces for c in grid_configs("pq-subspaces", "default")]
+    assert ms == [1, 2, 4, 8]  # M = D = 8 is scalar quantisation
+    inits = [c.quantizer.lc_init for c in grid_configs("lc-init", "default")]
+    assert inits == ["normal", "select", "kmeans"]
+
+
+def test_identical_configs_are_shared_between_grids():
+    dim_grid = {run_id(c) for c in grid_configs("pq-vs-vq-dim", "default")}
+    k_grid = {run_id(c) for c in grid_configs("pq-codebook-size", "default")}
+    m_grid = {run_id(c) for c in grid_configs("pq-subspaces", "default")}
+    assert dim_grid & k_grid and k_grid & m_grid  # PQ K=256, D=8, M=4 appears in all three
+
+
+def test_unknown_grid_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown"):
+        grid_configs("pq-nope", "default")
+
+
+def test_results_dir_per_profile():
+    assert str(default_results_dir("default")) == "results"
+    assert str(default_results_dir("smoke")) == "results/smoke"
+
+
+def test_smoke_study_regenerates_everything(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    study = run_study("smoke", results_dir=results, runs_root=tmp_path / "runs", papermill_dir=tmp_path / "pm",
+                      jobs=2, progress=False)
+    unique = {run_id(c) for name in GRIDS for c in grid_configs(name, "smoke")}
+    assert study["profile"] == "smoke" and study["runs"] == len(unique) and study["failed"] == 0
+    assert study["wall_seconds"] > 0
+    assert json.loads((results / "study.json").read_text())["runs"] == len(unique)
+    table = pd.read_csv(results / "runs.csv")
+    assert len(table) == len(unique) and set(table["status"]) == {"ok"}
+    assert set(table["run_id"]) == unique
+    for name in GRIDS:  # every grid's runs list the grid
+        members = {run_id(c) for c in grid_configs(name, "smoke")}
+        listed = set(table.loc[table["grids"].str.split(";").apply(lambda g, n=name: n in g), "run_id"])
+        assert listed == members, name
+    notebooks = list((tmp_path / "pm").rglob("*.ipynb"))
+    assert len(notebooks) == len(unique)
+    report = (results / "REPORT.md").read_text()
+    for name in GRIDS:
+        assert f"### {name}" in report
+    assert report.count("reproduced") + report.count("inconclusive") >= 8
+    figures = {p.stem for p in (results / "figures").glob("*.png")}
+    assert {"utilisation_vs_codebook_size", "psnr_vs_dim", "quality_vs_bits"} <= figures
+    # a second call finds every run finished and skips them all
+    again = run_study("smoke", results_dir=results, runs_root=tmp_path / "runs", papermill_dir=tmp_path / "pm",
+                      jobs=2, progress=False)
+    assert again["skipped"] == len(unique) and again["ran"] == 0
