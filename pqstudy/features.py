@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pqstudy.data import to_model_space
+from pqstudy.metrics.weights import hf_hub_cache
 
 __all__ = [
     "ClipFeatures",
@@ -165,17 +166,8 @@ def parse_clip_spec(spec: str) -> tuple[str, str]:
     return model, pretrained or "openai"
 
 
-def _hf_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "huggingface" / "hub"
-
-
 def _hf_snapshot_files(repo: str, filename: str) -> list[Path]:
-    snapshots = _hf_cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots"
+    snapshots = hf_hub_cache() / ("models--" + repo.replace("/", "--")) / "snapshots"
     return sorted(snapshots.glob(f"*/{filename}")) if snapshots.is_dir() else []
 
 
@@ -205,7 +197,7 @@ def resolve_clip_weights(model: str, pretrained: str) -> tuple[Path, dict]:
         names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         for name in names:
             hits = _hf_snapshot_files(repo, name)
-            looked.append(str(_hf_cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots" / "*" / name))
+            looked.append(str(hf_hub_cache() / ("models--" + repo.replace("/", "--")) / "snapshots" / "*" / name))
             if hits:
                 return hits[0], tag_cfg
     url = tag_cfg.get("url", "")
@@ -217,7 +209,7 @@ def resolve_clip_weights(model: str, pretrained: str) -> tuple[Path, dict]:
     options = []
     if hub:
         options.append(f"{Path(looked[0]).name} from https://huggingface.co/{hub.rstrip('/')} into the Hugging Face "
-                       f"cache ({_hf_cache_dir()})")
+                       f"cache ({hf_hub_cache()})")
     if url:
         options.append(f"{os.path.basename(url)} from {url} into {Path('~/.cache/clip').expanduser()}/")
     first = Path(looked[0]).name if looked else "the weights file"

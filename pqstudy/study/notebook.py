@@ -114,11 +114,16 @@ print(f"recorded {record['run_id']} in {results_dir}/runs ({record['wall_seconds
 
 def build_notebook():
     """The ``train_eval`` notebook (no outputs), as an nbformat node."""
+    return notebook_from_cells([(kind, tags, parameters_source() if source is None else source)
+                                for kind, tags, source in CELLS])
+
+
+def notebook_from_cells(cells):
+    """An nbformat notebook (no outputs, kernel ``pqstudy``) from ``(kind, tags, source)`` triples."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    for kind, tags, source in CELLS:
-        source = parameters_source() if source is None else source
+    for kind, tags, source in cells:
         cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
         cell.pop("id", None)
         if tags:

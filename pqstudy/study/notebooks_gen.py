@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pqstudy.study.notebook import KERNEL, REPO_ROOT
+from pqstudy.study.notebook import REPO_ROOT, notebook_from_cells
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -208,21 +208,9 @@ show_verdicts(all_verdicts(select_profile(runs_dataframe(results_dir), profile))
 
 def build_notebook(name: str):
     """Notebook ``name`` (no outputs) as an nbformat node."""
-    import nbformat
-
     if name not in NOTEBOOKS:
         raise ValueError(f"notebook {name!r}: unknown; choose one of {sorted(NOTEBOOKS)}")
-    nb = nbformat.v4.new_notebook()
-    for kind, tags, source in NOTEBOOKS[name]:
-        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
-        cell.pop("id", None)
-        if tags:
-            cell.metadata["tags"] = list(tags)
-        nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "pqstudy", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.nbformat, nb.nbformat_minor = 4, 4  # no cell ids: regeneration gives identical files
-    return nb
+    return notebook_from_cells(NOTEBOOKS[name])
 
 
 def notebook_path(name: str, folder: str | os.PathLike = NOTEBOOKS_DIR) -> Path:
