@@ -205,17 +205,17 @@ from pqstudy.config import apply_overrides, get_profile
 from pqstudy.study import run_sweep
 
 base = {tiny!r}
-configs = [apply_overrides(get_profile("smoke"), {{**base, "train.seed": str(seed)}}) for seed in (20, 21, 22)]
-print(run_sweep("kill", configs, progress=False))
+configs = [apply_overrides(get_profile("smoke"), {{**base, "train.seed": str(seed)}}) for seed in (20, 21, 22, 23)]
+print(run_sweep("kill", configs, progress=False, jobs={jobs}))
 """
 
 
-def _descendant_kernels(pid: int) -> list[int]:
-    """Kernels started by process ``pid`` (jupyter_client sets JPY_PARENT_PID), still alive."""
+def _marked_processes(marker: str) -> list[int]:
+    """Processes (sweep, workers, kernels) whose environment carries ``PQSTUDY_TEST_SWEEP=marker``, still alive."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"JPY_PARENT_PID={pid}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+            if f"PQSTUDY_TEST_SWEEP={marker}".encode() in (proc / "environ").read_bytes().split(b"\0"):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -223,10 +223,13 @@ def _descendant_kernels(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find orphaned kernels")
-def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path):
-    script = KILL_SCRIPT.format(tiny=TINY)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path, jobs):
+    script = KILL_SCRIPT.format(tiny=TINY, jobs=jobs)
     runs = tmp_path / "results" / "runs"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path,
+    marker = f"{os.getpid()}-{jobs}-{time.monotonic_ns()}"
+    env = {**os.environ, "PQSTUDY_TEST_SWEEP": marker}
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while not list(runs.glob("*.json")):
@@ -235,22 +238,24 @@ def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path):
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    first = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
-    assert len(first) == 1 and all(r["status"] == "ok" for r in first.values())
-    deadline = time.monotonic() + 20  # the orphaned kernel notices its parent is gone within a second or so
-    while _descendant_kernels(proc.pid):
-        assert time.monotonic() < deadline, "the kernel of the killed sweep is still running"
+    deadline = time.monotonic() + 20  # workers die with the sweep; kernels notice their parent is gone in ~1 s
+    while _marked_processes(marker):
+        assert time.monotonic() < deadline, "a worker or kernel of the killed sweep is still running"
         time.sleep(0.2)
+    first = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
+    assert 1 <= len(first) <= jobs and all(r["status"] == "ok" for r in first.values())
+    time.sleep(1.0)  # nothing of the killed sweep may record a run after this point
+    assert {p.stem for p in runs.glob("*.json")} == set(first)
 
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
-    assert summary["skipped"] == 1 and summary["ran"] == 2 and summary["failed"] == 0
+    assert summary["skipped"] == len(first) and summary["ran"] == 4 - len(first) and summary["failed"] == 0
     records = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
-    assert len(records) == 3 and all(r["status"] == "ok" and r["grids"] == ["kill"] for r in records.values())
-    (rid, before), = first.items()
-    assert records[rid]["finished_at"] == before["finished_at"]  # the first run was not executed again
+    assert len(records) == 4 and all(r["status"] == "ok" and r["grids"] == ["kill"] for r in records.values())
+    for rid, before in first.items():
+        assert records[rid]["finished_at"] == before["finished_at"]  # finished runs were not executed again
     frame = pd.read_csv(tmp_path / "results" / "runs.csv")
-    assert len(frame) == 3 and frame["run_id"].is_unique and set(frame["run_id"]) == set(records)
+    assert len(frame) == 4 and frame["run_id"].is_unique and set(frame["run_id"]) == set(records)
     assert not list(runs.glob(".*.tmp"))

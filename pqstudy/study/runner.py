@@ -95,6 +95,19 @@ def _error_line(exc: BaseException) -> str:
     return line if len(line) <= 1000 else line[:997] + "..."
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a sweep killed with SIGKILL must not leave workers behind that go on running the
+    notebooks already queued to them. On Linux the kernel SIGKILLs this worker when the sweep process dies
+    (``PR_SET_PDEATHSIG``); the notebook kernel it started then exits through ipykernel's parent poller."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the sweep died before the request took effect
+        os._exit(1)
+
+
 def _execute(job: dict) -> dict:
     """Run one notebook and make sure the run is recorded (ok or failed). Runs in this or a worker process."""
     cfg, rid = job["cfg"], job["run_id"]
@@ -234,7 +247,8 @@ def run_grids(
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, cpus // jobs)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {}
             for position, job in jobs_todo:
                 say(f"[{position}/{total}] {job['run_id']} queued → {job['label']}")
