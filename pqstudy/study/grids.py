@@ -42,7 +42,7 @@ SCALES = {
                ("quantizer.lc_samples", "512")),
     ),
     "default": StudyScale(
-        quality_steps=800, usage_steps=200, seeds=(0, 1), dims=(8, 16, 32), vq_size=1024, pq_size=256,
+        quality_steps=800, usage_steps=200, seeds=(0, 1), dims=(8, 32), vq_size=1024, pq_size=256,
         pq_sub_dim=2, pq_grid_dim=8, pq_sizes=(16, 64, 256, 1024), subspaces=(1, 2, 4, 8),
         lc_sizes=(1024, 16384, 100_000), lc_size=16384, lc_dims=(8, 16, 32),
     ),
