@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pqstudy.config import apply_overrides
-from pqstudy.study.grids import GRIDS, grid_configs
+from pqstudy.study.grids import GRIDS, SCALES, grid_configs
 from pqstudy.study.report import grid_table, markdown_table, write_report
 from pqstudy.study.store import record_run, runs_dataframe
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, all_verdicts, seed_noise
@@ -255,7 +255,7 @@ def test_no_spread_and_a_tiny_difference_is_inconclusive(world_df):
     one_seed = world_df[world_df["train.seed"] == 0]
     grid = _in_grid(one_seed, "pq-vs-vq-dim")
     tiny = one_seed.copy()
-    for dim in (8, 16, 32):
+    for dim in SCALES["default"].dims:
         vq = tiny.loc[grid & _kind(tiny, "vq") & (tiny["quantizer.dim"] == dim), "psnr"].iloc[0]
         tiny.loc[grid & _kind(tiny, "pq") & (tiny["quantizer.dim"] == dim), "psnr"] = vq + 0.05
     verdict = CLAIMS["pq-beats-vq"](tiny)
@@ -274,14 +274,15 @@ def test_markdown_table_escapes_pipes():
 
 def test_grid_table_shows_varied_fields_and_missing_reasons(world_df):
     table, notes = grid_table(world_df, "pq-vs-vq-dim")
-    assert len(table) == 12
+    n = len(grid_configs("pq-vs-vq-dim", "default"))  # VQ and PQ at each D, each seed
+    assert len(table) == n
     for column in ("method", "dim", "codebook_size", "subspaces", "seed", "PSNR", "SSIM", "util.", "LPIPS", "rFID",
                    "CMMD"):
         assert column in table.columns, column
     assert "KID" not in table.columns  # shown only where some run has it
-    assert list(table["method"]) == ["pq"] * 6 + ["vq"] * 6 and list(table["dim"][:2]) == ["8", "8"]
+    assert list(table["method"]) == ["pq"] * (n // 2) + ["vq"] * (n // 2) and list(table["dim"][:2]) == ["8", "8"]
     assert set(table["LPIPS"]) == {"missing"}
-    assert notes == [f"{m} missing: {REASON} (12 runs)" for m in ("LPIPS", "rFID", "CMMD")]
+    assert notes == [f"{m} missing: {REASON} ({n} runs)" for m in ("LPIPS", "rFID", "CMMD")]
     table, notes = grid_table(world_df, "continuous")
     assert set(table["util."]) == {"n/a"} and notes[0].startswith("n/a: continuous model")
 
