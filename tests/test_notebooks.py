@@ -3,28 +3,13 @@ results folder."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import nbformat
 import pytest
 from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
 from pqstudy.study.notebooks_gen import NOTEBOOKS, build_notebook, notebook_path
 
-
-@pytest.fixture(scope="module", autouse=True)
-def kernel_for_this_python(tmp_path_factory):
-    """A ``pqstudy`` kernel spec running this interpreter (one torch thread: the cores are shared)."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / "pqstudy"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "pqstudy", "language": "python",
-                                                     "env": {"OMP_NUM_THREADS": "1"}}))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(root))
-        yield
+pytestmark = pytest.mark.usefixtures("pqstudy_kernel")  # notebooks run on this interpreter (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -26,19 +26,7 @@ def tiny(**overrides):
     return apply_overrides(get_profile("smoke"), {**TINY, **{k: str(v) for k, v in overrides.items()}})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_for_this_python(tmp_path_factory):
-    """A ``pqstudy`` kernel spec running this interpreter (one torch thread: the cores are shared), found before any
-    user-registered one."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / "pqstudy"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "pqstudy", "language": "python",
-                                                     "env": {"OMP_NUM_THREADS": "1"}}))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(root))
-        yield
+pytestmark = pytest.mark.usefixtures("pqstudy_kernel")  # notebooks run on this interpreter (tests/conftest.py)
 
 
 def read_run(results: Path, rid: str) -> dict:

@@ -45,6 +45,7 @@ def test_results_dir_per_profile():
     assert str(default_results_dir("smoke")) == "results/smoke"
 
 
+@pytest.mark.usefixtures("pqstudy_kernel")
 def test_smoke_study_regenerates_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
     results = tmp_path / "results"

@@ -1,0 +1,19 @@
+import json
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def pqstudy_kernel(tmp_path_factory):
+    """A ``pqstudy`` Jupyter kernel spec running this interpreter (one torch thread: the cores are shared), found
+    before any user-registered one, for tests that execute notebooks with papermill."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "pqstudy"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "pqstudy", "language": "python",
+                                                     "env": {"OMP_NUM_THREADS": "1"}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(root))
+        yield
