@@ -17,3 +17,14 @@ def pqstudy_kernel(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(root))
         yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for small ops: as fast, and immune to stalls when other processes hold the other cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

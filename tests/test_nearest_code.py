@@ -7,14 +7,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from pqstudy.quantizers import nearest_code
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: immune to stalls when other processes hold the other cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def brute_force(x, codebook):

@@ -31,13 +31,7 @@ from pqstudy.quantizers import (
 PHOTOS = DataConfig(name="photos", image_size=32, train_limit=64)  # 64 images × 64 pixel patches
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small ops: one thread is as fast, and immune to stalls when other processes hold the other cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(autouse=True)
