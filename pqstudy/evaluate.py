@@ -31,14 +31,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def reference_metrics(cfg: RunConfig, device, random_backbones: bool = False):
-    """The streaming LPIPS/rFID/KID/CMMD accumulator for ``train.eval_metrics`` (None when that is empty)."""
-    names = tuple(n.strip() for n in cfg.train.eval_metrics.split(",") if n.strip())
+def reference_metrics(cfg: RunConfig, device, random_backbones: bool = False, dataset=None, n: int = 0):
+    """The streaming LPIPS/rFID/KID/CMMD accumulator for ``train.eval_metrics`` (None when that is empty).
+
+    rFID/KID take the first ``train.fid_samples`` images of the split (all when 0); when the split is in memory,
+    its originals' Inception features are cached by content (:mod:`pqstudy.metrics.feature_cache`).
+    """
+    names = requested_reference_metrics(cfg)
     if not names:
         return None
     from pqstudy.metrics.reference import ReferenceMetrics
 
-    return ReferenceMetrics(names=names, device=device, random_backbones=random_backbones)
+    fid_n = min(n, cfg.train.fid_samples) if cfg.train.fid_samples else n
+    fid_reference = None
+    if dataset is not None and getattr(dataset, "images", None) is not None and {"rfid", "kid"} & set(names):
+        fid_reference = dataset.images[:fid_n]
+    return ReferenceMetrics(names=names, device=device, random_backbones=random_backbones, fid_samples=fid_n,
+                            fid_reference=fid_reference)
+
+
+def requested_reference_metrics(cfg: RunConfig) -> tuple[str, ...]:
+    return tuple(n.strip() for n in cfg.train.eval_metrics.split(",") if n.strip())
+
+
+def not_computed(cfg: RunConfig) -> dict:
+    """``None`` with a reason for each reference metric that ``train.eval_metrics`` leaves out: *not computed in
+    this profile*, which is distinct from *missing weights* (``<name>_missing_reason`` without ``_not_computed``)."""
+    from pqstudy.metrics.reference import REFERENCE_METRICS
+
+    requested = requested_reference_metrics(cfg)
+    out: dict = {}
+    for name in REFERENCE_METRICS:
+        if name in requested:
+            continue
+        out[name] = None
+        if name == "kid":
+            out["kid_std"] = None
+        out[f"{name}_not_computed"] = (
+            f"not computed in the {cfg.profile} profile (train.eval_metrics={cfg.train.eval_metrics!r}); "
+            "add it there to compute it"
+        )
+    return out
 
 
 @torch.no_grad()
@@ -54,7 +87,7 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
     counts = None
     if quantized:
         counts = torch.zeros(model.quantizer.num_codebooks, model.quantizer.codebook_size, dtype=torch.long)
-    reference = reference_metrics(cfg, device, random_backbones)
+    reference = reference_metrics(cfg, device, random_backbones, dataset=dataset, n=n)
     was_training = model.training
     model.eval()
     psnr_sum = ssim_sum = 0.0
@@ -81,6 +114,7 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
                         "utilisation_missing_reason": reason})
     if reference is not None:
         metrics.update(reference.compute())
+    metrics.update(not_computed(cfg))
     if usage_out is not None and quantized:
         arrays = {"eval_counts": counts.numpy().astype(np.int64)}
         if usage_history:

@@ -46,3 +46,29 @@ def test_reference_metrics_with_random_backbones_are_finite(smoke_run):
     assert metrics["reference_random_backbones"] is True
     for name in REFERENCE:
         assert isinstance(metrics[name], float) and math.isfinite(metrics[name]), name
+
+
+def test_metrics_left_out_of_eval_metrics_are_not_computed_not_missing(smoke_run):
+    model, cfg = load_model(smoke_run)
+    cfg.train.eval_metrics = "lpips"
+    metrics = evaluate_model(model, cfg)
+    for name in ("rfid", "kid", "cmmd"):
+        assert metrics[name] is None and f"{name}_missing_reason" not in metrics
+        assert metrics[f"{name}_not_computed"].startswith("not computed in the smoke profile")
+    assert metrics["lpips"] is None and "not found" in metrics["lpips_missing_reason"]  # no weights in tests
+
+
+@pytest.mark.real_weights
+def test_eval_of_a_smoke_run_writes_real_lpips_rfid_kid(smoke_run, installed_weights, tmp_path, monkeypatch):
+    """The issue's acceptance: with the installed networks, `pqstudy eval` of a smoke run writes finite LPIPS, rFID
+    and KID (on the smoke profile's few images) and a reason for the missing CMMD."""
+    monkeypatch.setenv("PQSTUDY_FEATURE_CACHE", str(tmp_path / "features"))
+    config = read_json(smoke_run / "config.json")
+    config["train"]["eval_metrics"] = ",".join(REFERENCE)
+    write_json(smoke_run / "config.json", config)
+    assert main(["eval", str(smoke_run), "--quiet", "--device", "cpu"]) == 0
+    metrics = read_json(smoke_run / "metrics.json")
+    for name in ("lpips", "rfid", "kid"):
+        assert isinstance(metrics[name], float) and math.isfinite(metrics[name]), name
+    assert metrics["lpips"] > 0 and metrics["rfid"] > 0 and metrics["fid_samples"] == 24
+    assert metrics["cmmd"] is None and "clip" in metrics["cmmd_missing_reason"].lower()

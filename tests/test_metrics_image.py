@@ -51,3 +51,32 @@ def test_perplexity_at_large_k_is_o_k_and_exact():
     counts[0, : k // 2] = 3
     assert perplexity(counts).item() == pytest.approx(k / 2, rel=1e-5)
     assert math.isclose(utilisation(counts).item(), 0.5)
+
+
+@pytest.mark.parametrize("distortion", ["noise", "blur", "jpeg-like", "shift"])
+def test_ssim_matches_pytorch_msssim_on_cifar10(distortion):
+    """The hand-written SSIM against an established implementation (pytorch-msssim: 11-tap Gaussian, σ 1.5, valid
+    positions) on CIFAR-10 test images, to 1e-4."""
+    import os
+    from pathlib import Path
+
+    import torchvision.transforms.functional as TF
+    from pytorch_msssim import ssim as reference_ssim
+
+    from pqstudy.config import DataConfig
+    from pqstudy.data import load_dataset
+
+    root = Path(os.environ.get("PQSTUDY_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (root / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"CIFAR-10 not at {root}")
+    x = load_dataset(DataConfig(name="cifar10", image_size=32, root=str(root)), "test").images[:32].float() / 255
+    g = torch.Generator().manual_seed(0)
+    y = {
+        "noise": lambda: (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1),
+        "blur": lambda: TF.gaussian_blur(x, 5, 1.2),
+        "jpeg-like": lambda: (x * 16).round() / 16,
+        "shift": lambda: torch.roll(x, shifts=1, dims=-1),
+    }[distortion]()
+    ours = ssim(x, y)
+    theirs = reference_ssim(x.double(), y.double(), data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+    assert torch.allclose(ours.double(), theirs, atol=1e-4)

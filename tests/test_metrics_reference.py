@@ -25,6 +25,7 @@ from pqstudy.metrics.weights import (
     NetworkDisabledError,
     find_weights,
     format_weights_report,
+    network_report,
     no_network,
     weights_report,
 )
@@ -35,7 +36,7 @@ ENV_OVERRIDES = ("PQSTUDY_LPIPS_ALEX", "PQSTUDY_LPIPS_VGG", "PQSTUDY_INCEPTION_W
 @pytest.fixture
 def empty_caches(tmp_path, monkeypatch):
     """Every weight location points into an empty tmp dir, HF_HUB_OFFLINE is set: results don't depend on the host."""
-    for var in ENV_OVERRIDES + ("HF_HUB_CACHE",):
+    for var in ENV_OVERRIDES + ("HF_HUB_CACHE", "PQSTUDY_WEIGHTS_DIR", "PQSTUDY_FEATURE_CACHE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -179,16 +180,17 @@ def test_env_override_is_exclusive_and_named_when_wrong(empty_caches, monkeypatc
     _one_line_naming(reason, "PQSTUDY_INCEPTION_WEIGHTS", "weights-inception-2015-12-05-6726825d.pth")
 
 
-def test_weights_report_lists_every_file_and_how_to_provide_it(empty_caches):
+def test_weights_report_lists_every_network_and_how_to_provide_it(empty_caches):
     statuses = weights_report()
     assert [s.name for s in statuses] == list(WEIGHTS)
     by_name = {s.name: s for s in statuses}
     assert by_name["lpips_alex_lin"].found and not by_name["lpips_alex"].found
-    text = format_weights_report(statuses)
-    for spec in WEIGHTS.values():
-        assert spec.name in text
+    rows = network_report()
+    assert [r["network"] for r in rows] == ["inception", "lpips-alex", "lpips-vgg", "clip"]
+    assert all(r["status"] == "missing" and r["path"] is None and r["reason"] for r in rows)
+    text = format_weights_report(rows)
     for fragment in ("MISSING", "alexnet-owt-7be5be79.pth", "vgg16-397923af.pth", "ViT-L-14-336px.pt",
-                     "weights-inception-2015-12-05-6726825d.pth", "looked in:", "to provide:",
+                     "weights-inception-2015-12-05-6726825d.pth", "looked in:", "pqstudy weights install",
                      str(empty_caches / "torch" / "hub" / "checkpoints"), *ENV_OVERRIDES):  # fmt: skip
         assert fragment in text, fragment
 
@@ -395,6 +397,8 @@ def test_torch_fidelity_gets_uint8_images_at_their_own_size(empty_caches):
 
 
 def test_inception_loads_a_local_weights_file(empty_caches, monkeypatch):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     random_extractor, _ = load_inception(random_backbone=True)
     state = random_extractor.state_dict()
     path = empty_caches / "inception.pth"
@@ -402,7 +406,7 @@ def test_inception_loads_a_local_weights_file(empty_caches, monkeypatch):
     monkeypatch.setenv("PQSTUDY_INCEPTION_WEIGHTS", str(path))
     extractor, reason = load_inception()
     assert reason is None and not extractor.training
-    assert type(extractor).__name__ == "FeatureExtractorInceptionV3" and extractor.features_list == ["2048"]
+    assert isinstance(extractor, FeatureExtractorInceptionV3) and extractor.features_list == ["2048"]
     loaded = extractor.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
 

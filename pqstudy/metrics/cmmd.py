@@ -11,14 +11,14 @@ L2-normalised. Weights come from a local file only (see :mod:`pqstudy.metrics.we
 
 from __future__ import annotations
 
-import os
+import zipfile
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pqstudy.metrics.weights import CLIP_ARCH, find_weights, missing_reason, no_network
+from pqstudy.metrics.weights import CLIP_ARCH, CLIP_HF_FILES, CLIP_HF_REPO, find_weights, missing_reason, no_network
 
 __all__ = ["ClipEmbedder", "CmmdAccumulator", "load_clip", "mmd"]
 
@@ -100,6 +100,14 @@ class ClipEmbedder(nn.Module):
         return emb / emb.norm(dim=-1, keepdim=True)
 
 
+def _is_torchscript(path: str) -> bool:
+    """A TorchScript archive (a zip with ``constants.pkl``/``code/``), as OpenAI's CLIP ``.pt`` files are."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
 def _image_size(visual: nn.Module, default: int = 336) -> int:
     size = getattr(visual, "image_size", default)
     return int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -135,8 +143,12 @@ def load_clip(
             torch.manual_seed(0)
             model = open_clip.CLIP(**cfg, quick_gelu=True)  # OpenAI's CLIPs were trained with QuickGELU
             if path is not None:
-                # OpenAI's .pt is a TorchScript archive, which torch.load refuses with weights_only=True
-                open_clip.load_checkpoint(model, path, weights_only=os.path.splitext(path)[1] != ".pt")
+                if _is_torchscript(path):
+                    raise ValueError(
+                        "a TorchScript archive (OpenAI's ViT-L-14-336px.pt) cannot be loaded weights-only; "
+                        f"supply an open_clip state dict instead ({CLIP_HF_FILES[0]} from {CLIP_HF_REPO})"
+                    )
+                open_clip.load_checkpoint(model, path, weights_only=True)  # tensors only: never runs code
     except Exception as exc:  # a corrupt or mismatched file: recorded, never raised
         first = str(exc).splitlines()[0] if str(exc) else ""
         return None, f"cmmd: failed to load {path}: {type(exc).__name__}: {first}"

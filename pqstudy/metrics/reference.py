@@ -36,6 +36,8 @@ class ReferenceMetrics:
         device: str | torch.device = "cpu",
         random_backbones: bool = False,
         batch_size: int = 32,
+        fid_samples: int = 0,
+        fid_reference: Tensor | None = None,
     ):
         if isinstance(names, str):
             names = (names,)
@@ -66,6 +68,7 @@ class ReferenceMetrics:
                 self.missing["lpips"] = _one_line(reason)
 
         self._fidkid = None
+        self._feature_key: str | None = None
         fidkid = [n for n in ("rfid", "kid") if n in names]
         if fidkid:
             from pqstudy.metrics.distribution import FidKidAccumulator, load_inception
@@ -75,7 +78,15 @@ class ReferenceMetrics:
                 for n in fidkid:
                     self.missing[n] = _one_line(reason)
             else:
-                self._fidkid = FidKidAccumulator(extractor, self.device, batch_size=batch_size)
+                cached = None
+                if fid_reference is not None and getattr(extractor, "weights_sha256", None):
+                    from pqstudy.metrics.feature_cache import feature_key, load_features
+
+                    self._feature_key = feature_key(extractor.weights_sha256, fid_reference)
+                    cached = load_features(self._feature_key, len(fid_reference))
+                    fid_samples = len(fid_reference)
+                self._fidkid = FidKidAccumulator(extractor, self.device, batch_size=batch_size, limit=fid_samples,
+                                                 real_features=cached)
 
         self._cmmd = None
         if "cmmd" in names:
@@ -118,7 +129,7 @@ class ReferenceMetrics:
             except Exception as exc:  # e.g. images too small for the network: recorded, evaluation goes on
                 self._fail(("lpips",), exc)
         fidkid = [n for n in ("rfid", "kid") if n in self.names and n not in self.missing]
-        if self._fidkid is not None and fidkid:
+        if self._fidkid is not None and fidkid and not self._fidkid.full:
             try:
                 self._fidkid.update(real, recon)
             except Exception as exc:
@@ -156,6 +167,8 @@ class ReferenceMetrics:
                     values[n] = res[n]
             if "kid" in values:
                 values["kid_std"] = res.get("kid_std")
+            out["fid_samples"] = self._fidkid.count
+            self._save_real_features()
         if "cmmd" in self.names and "cmmd" not in reasons and self._cmmd is not None:
             try:
                 res = self._cmmd.compute()
@@ -175,6 +188,18 @@ class ReferenceMetrics:
         if self.random_backbones:
             out["reference_random_backbones"] = True
         return out
+
+    def _save_real_features(self) -> None:
+        """Cache the originals' features (keyed by their content) once a full sample has been extracted."""
+        acc = self._fidkid
+        if self._feature_key is None or acc is None or acc.cached_real or acc.count != acc.limit:
+            return
+        from pqstudy.metrics.feature_cache import save_features
+
+        try:
+            save_features(self._feature_key, acc.real_features())
+        except OSError as exc:  # a cache that cannot be written costs time, never the metric
+            warnings.warn(f"inception feature cache not written: {exc}", stacklevel=3)
 
     def reset(self) -> None:
         """Forget the accumulated images (the loaded networks stay)."""

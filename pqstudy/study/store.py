@@ -157,14 +157,15 @@ def _row(run: dict) -> dict:
         row[name] = metrics.get(name)
     requested = {n.strip() for n in str(train_cfg.get("eval_metrics", "")).split(",") if n.strip()}
     for name in MISSING_REASON_COLUMNS:
-        row[name] = metrics.get(name)
         metric = name[: -len("_missing_reason")]
+        row[name] = metrics.get(name) or metrics.get(f"{metric}_not_computed")  # missing weights | not computed
         if (row[name] is None and run.get("status") == "ok" and metric in REFERENCE_METRICS
                 and metrics.get(metric) is None and metric not in requested):
             row[name] = "not requested (train.eval_metrics)"
     for key in sorted(metrics):  # any other scalar metric, after the fixed columns
         value = metrics[key]
-        if key not in row and key != "run_id" and not isinstance(value, (dict, list)):
+        shown = key not in row and key != "run_id" and not key.endswith("_not_computed")  # those are in the reasons
+        if shown and not isinstance(value, (dict, list)):
             row[key] = value
     row["notebook"] = run.get("notebook")
     row["finished_at"] = run.get("finished_at")
