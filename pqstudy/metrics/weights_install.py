@@ -310,7 +310,8 @@ def install_weights(directory: str | os.PathLike | None = None, archives: str | 
         archive_path = fetch_archive(spec.archive, directory, archives, progress, say)
         buffer = io.BytesIO()  # in memory: torch.save names the zip's root after the file, which would vary
         torch.save(convert(network, archive_path), buffer)
-        _write_atomic(path, lambda tmp, data=buffer.getvalue(): tmp.write_bytes(data))
+        data = buffer.getvalue()
+        _write_atomic(path, lambda tmp, data=data: tmp.write_bytes(data))
         fresh[network] = _entry(network, path)
         say(f"{network}: installed {path} from {fresh[network]['source']}")
     text = json.dumps(fresh, indent=2, sort_keys=True) + "\n"

@@ -219,6 +219,39 @@ def figure_links(results_dir: str | os.PathLike) -> list[tuple[str, str]]:
     return [(f"{folder.name}/{n}.png", FIGURE_DESCRIPTIONS.get(n, n)) for n in ordered]
 
 
+def _reason_kind(reason) -> str:
+    text = str(reason)
+    if text.startswith(("not computed", "not requested")):
+        return "not computed in this profile"
+    if "not found" in text or "changed on disk" in text:
+        return "missing weights"
+    return "failed"
+
+
+def reference_metrics_section(df) -> list[str]:
+    """What the LPIPS / rFID / KID columns rest on: how many runs have each, on how many images, and why not."""
+    if not len(df) or "status" not in df.columns:
+        return []
+    ok = df[df["status"] == "ok"]
+    lines = ["## Reference metrics", ""]
+    for metric, label in (("lpips", "LPIPS (AlexNet, lpips v0.1)"), ("rfid", "rFID"), ("kid", "KID")):
+        values = numeric(ok, metric).dropna() if metric in ok.columns else []
+        reasons = ok.get(f"{metric}_missing_reason")
+        kinds = [_reason_kind(r) for r in reasons.dropna()] if reasons is not None else []
+        why = [f"{kinds.count(k)} {k}" for k in sorted(set(kinds))]
+        text = f"- {label}: {len(values)} of {len(ok)} runs"
+        if metric != "lpips" and len(values) and "fid_samples" in ok.columns:
+            sizes = ", ".join(f"{int(n):,}" for n in sorted(set(numeric(ok, "fid_samples").dropna())))
+            text += f", on the first {sizes} images of the test split (`train.fid_samples`)"
+        if why:
+            text += f"; {', '.join(why)}"
+        lines.append(text + ".")
+    lines += ["- rFID from a few thousand images is biased upwards and is **not comparable** with the papers' "
+              "50,000-sample rFID; verdicts that use a distribution metric prefer KID, which is unbiased at small n.",
+              ""]
+    return lines
+
+
 def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None) -> str:
     """The text of REPORT.md."""
     from pqstudy.study.store import runs_dataframe
@@ -265,6 +298,8 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     for v in verdicts:
         out += [f"- **{v.paper}: {v.claim}** — {v.status}.", f"  {v.evidence}"]
     out.append("")
+
+    out += reference_metrics_section(df)
 
     out += ["## Grids", ""]
     for name in _grid_names(df):
