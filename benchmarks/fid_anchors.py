@@ -21,19 +21,13 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import DataConfig
+from pqstudy.cpu import cpu_model
 from pqstudy.data import load_dataset
 from pqstudy.metrics.distribution import FidKidAccumulator, frechet_distance, kernel_inception_distance, load_inception
 from pqstudy.metrics.feature_cache import feature_key, load_features, save_features
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fid_anchors.csv"
 CHUNK = 500
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def main() -> None:

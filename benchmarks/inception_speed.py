@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -26,22 +25,11 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import DataConfig
+from pqstudy.cpu import cpu_model, native_bf16
 from pqstudy.data import load_dataset
 from pqstudy.metrics.distribution import frechet_distance, load_inception
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "inception.csv"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def native_bf16() -> bool:
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def timed_features(extractor, images: torch.Tensor, batch: int, bf16: bool) -> tuple[torch.Tensor, float]:

@@ -353,3 +353,21 @@ def test_clip_torchscript_archives_are_refused_not_executed(tmp_path, monkeypatc
     monkeypatch.setenv("PQSTUDY_CLIP_WEIGHTS", str(path))
     embedder, reason = load_clip()
     assert embedder is None and "weights-only" in reason and "open_clip_model.safetensors" in reason
+
+
+def test_bf16_is_never_chosen_without_native_bf16_and_calibrated_where_it_is(tmp_path, monkeypatch):
+    import pqstudy.cpu
+    from pqstudy.metrics import distribution
+
+    monkeypatch.setenv("PQSTUDY_FEATURE_CACHE", str(tmp_path / "features"))
+    extractor, _ = distribution.load_inception(random_backbone=True)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(pqstudy.cpu, "native_bf16", lambda: False)
+    precision, why = distribution.choose_precision(extractor, images)
+    assert precision == "fp32" and "no native bf16" in why and not (tmp_path / "precision.json").exists()
+    monkeypatch.setattr(pqstudy.cpu, "native_bf16", lambda: True)
+    precision, why = distribution.choose_precision(extractor, images)
+    decisions = json.loads((tmp_path / "precision.json").read_text())
+    (decision,) = decisions.values()
+    assert precision == ("bf16" if decision["moved"] < distribution.BF16_TOLERANCE else "fp32")
+    assert decision["images"] == 16 and "limit 0.5%" in why

@@ -26,6 +26,7 @@ __all__ = [
     "FidKidAccumulator",
     "frechet_distance",
     "inception_skeleton",
+    "choose_precision",
     "kernel_inception_distance",
     "load_inception",
     "to_uint8",
@@ -103,7 +104,7 @@ def load_inception(
     extractor = extractor.eval().to(device)
     if torch.device(device).type == "cpu":
         # channels-last convolutions: 1.17x per image on this Xeon (1 thread), 1.55x on an AVX2-only EPYC, same
-        # features (results/benchmarks/inception.csv); bf16 is not used (8-17x slower on CPUs without native bf16)
+        # features (results/benchmarks/inception.csv); bf16 only where choose_precision() keeps it
         extractor = extractor.to(memory_format=torch.channels_last)
     return extractor, None
 
@@ -145,6 +146,58 @@ def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: i
     return float(res[KEY_METRIC_KID_MEAN]), float(res[KEY_METRIC_KID_STD])
 
 
+BF16_TOLERANCE = 0.005  # bf16 is kept only where it moves FID and KID by less than 0.5 %
+
+
+def choose_precision(extractor: nn.Module, images_uint8: Tensor | None) -> tuple[str, str]:
+    """``("bf16" | "fp32", why)`` for the Inception features on this machine, decided at run time.
+
+    bf16 autocast is considered only on a CPU with native bf16 (elsewhere it is emulated and 8–17× slower). There it
+    is calibrated once per (CPU model, torch version, weights) on ``images_uint8`` (≥ 16 originals): FID and KID
+    between the two halves, in fp32 and in bf16; bf16 is kept only if both move by less than
+    :data:`BF16_TOLERANCE`. The decision is cached in ``<feature cache>/precision.json``.
+    """
+    import json
+
+    from pqstudy.cpu import cpu_model, native_bf16
+    from pqstudy.metrics.feature_cache import cache_dir
+
+    device = next(extractor.parameters()).device
+    if device.type != "cpu":
+        return "fp32", f"{device.type}: fp32 (bf16 is not calibrated off the CPU)"
+    if not native_bf16():
+        return "fp32", f"fp32: no native bf16 on {cpu_model()} (emulated bf16 is 8-17x slower)"
+    if images_uint8 is None or len(images_uint8) < 16:
+        return "fp32", "fp32: too few images to check bf16 against fp32"
+    key = f"{cpu_model()}|{torch.__version__}|{getattr(extractor, 'weights_sha256', 'random')}"
+    path = cache_dir().parent / "precision.json"
+    try:
+        decisions = json.loads(path.read_text())
+    except (OSError, ValueError):
+        decisions = {}
+    if key not in decisions:
+        half = min(len(images_uint8), 64) // 2
+        a, b = images_uint8[:half], images_uint8[half : 2 * half]
+        moved = []
+        with torch.no_grad():
+            feats = {}
+            for bf16 in (False, True):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    feats[bf16] = [extractor(x)[0].float().double() for x in (a, b)]
+            for metric in (frechet_distance, lambda x, y: kernel_inception_distance(x.float(), y.float())[0]):
+                ref, low = metric(*feats[False]), metric(*feats[True])
+                moved.append(abs(low - ref) / max(abs(ref), 1e-12))
+        decisions[key] = {"bf16": max(moved) < BF16_TOLERANCE, "moved": max(moved), "images": 2 * half}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(decisions, indent=2))
+        except OSError:
+            pass
+    d = decisions[key]
+    verdict = "bf16" if d["bf16"] else "fp32"
+    return verdict, f"{verdict}: bf16 moved FID/KID by {100 * d['moved']:.2f}% on {d['images']} images (limit 0.5%)"
+
+
 class FidKidAccumulator:
     """Streams (real, recon) batches through the extractor; :meth:`compute` gives rFID and KID (mean, std).
 
@@ -171,6 +224,7 @@ class FidKidAccumulator:
         self.kid_subset_size = kid_subset_size
         self.seed = seed
         self.limit = int(limit)
+        self.bf16 = False  # set from choose_precision()
         self.cached_real = real_features is not None
         self._real: list[Tensor] = [] if real_features is None else [real_features.float()]
         self._recon: list[Tensor] = []
@@ -188,7 +242,8 @@ class FidKidAccumulator:
         """(N, 2048) float32 CPU features of uint8 (N, 3, H, W) images, in chunks of ``batch_size``."""
         out = []
         for chunk in images_uint8.split(self.batch_size):
-            (feat,) = self.extractor(chunk.to(self.device))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16 and self.device.type == "cpu"):
+                (feat,) = self.extractor(chunk.to(self.device))
             out.append(feat.detach().to("cpu", torch.float32))
         return torch.cat(out) if out else torch.empty(0, 2048)
 

@@ -69,24 +69,28 @@ class ReferenceMetrics:
 
         self._fidkid = None
         self._feature_key: str | None = None
+        self._precision_reason = ""
         fidkid = [n for n in ("rfid", "kid") if n in names]
         if fidkid:
-            from pqstudy.metrics.distribution import FidKidAccumulator, load_inception
+            from pqstudy.metrics.distribution import FidKidAccumulator, choose_precision, load_inception
 
             extractor, reason = load_inception(device=self.device, random_backbone=self.random_backbones)
             if reason:
                 for n in fidkid:
                     self.missing[n] = _one_line(reason)
             else:
+                precision, self._precision_reason = choose_precision(extractor, fid_reference)
                 cached = None
                 if fid_reference is not None and getattr(extractor, "weights_sha256", None):
                     from pqstudy.metrics.feature_cache import feature_key, load_features
 
-                    self._feature_key = feature_key(extractor.weights_sha256, fid_reference)
+                    network = extractor.weights_sha256 + ("|bf16" if precision == "bf16" else "")
+                    self._feature_key = feature_key(network, fid_reference)
                     cached = load_features(self._feature_key, len(fid_reference))
                     fid_samples = len(fid_reference)
                 self._fidkid = FidKidAccumulator(extractor, self.device, batch_size=batch_size, limit=fid_samples,
                                                  real_features=cached)
+                self._fidkid.bf16 = precision == "bf16"
 
         self._cmmd = None
         if "cmmd" in names:
@@ -168,6 +172,7 @@ class ReferenceMetrics:
             if "kid" in values:
                 values["kid_std"] = res.get("kid_std")
             out["fid_samples"] = self._fidkid.count
+            out["inception_precision"] = self._precision_reason
             self._save_real_features()
         if "cmmd" in self.names and "cmmd" not in reasons and self._cmmd is not None:
             try:
