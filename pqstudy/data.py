@@ -260,9 +260,10 @@ class CorruptDataError(ValueError):
 
 class _CifarUnpickler(pickle.Unpickler):
     """Admits exactly what a CIFAR-10 python batch needs: numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` (under
-    numpy 1's and numpy 2's module names) and ``_codecs.encode`` restricted to latin-1 (how Python 3 writes bytes in
-    pickle protocol 2), besides the plain containers and scalars pickle builds without any global. Every other
-    global (``os.system``, ``builtins.open``, ``eval``, ...) is refused before anything is called."""
+    numpy 1's and numpy 2's module names), ``_codecs.encode`` restricted to latin-1 and ``bytes()`` without arguments
+    (how Python 3 writes bytes in pickle protocol 2), besides the plain containers and scalars pickle builds without
+    any global. Every other global (``os.system``, ``builtins.open``, ``eval``, ...) is refused before anything is
+    called."""
 
     def find_class(self, module: str, name: str):
         found = _cifar_globals().get((module, name))
@@ -283,7 +284,16 @@ def _cifar_globals() -> dict:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()`` for the one use pickle protocol 2 makes of it: an empty bytes object (an empty array's data)."""
+    if args:
+        raise pickle.UnpicklingError("refused bytes(...) with arguments: only b'' is expected")
+    return b""
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
