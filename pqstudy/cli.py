@@ -38,7 +38,8 @@ def cmd_eval(args) -> int:
 
     check_device(args.device, "--device")
     if not Path(args.run_dir).is_dir():
-        raise FileNotFoundError(f"run directory {args.run_dir} does not exist")
+        state = "is a file" if Path(args.run_dir).exists() else "does not exist"
+        raise FileNotFoundError(f"run directory {args.run_dir} {state}")
 
     metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
     _print_metrics(metrics)

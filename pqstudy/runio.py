@@ -149,8 +149,10 @@ class OutputDirError(ValueError):
 def check_output_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
     """Fail early, creating nothing, unless ``path`` is a writable directory or can be created as one.
 
-    Checks the nearest existing ancestor: it must be a directory in which a file can be created (tried for real,
-    with a temporary file removed at once, so read-only mounts and permissions are all caught, for root too).
+    Checks the nearest existing ancestor: it must be a directory we may write in. When ``path`` exists that is
+    ``os.access`` (which sees permissions and read-only mounts, and leaves the directory untouched); when it must be
+    created, creating a file is tried for real in the ancestor (a temporary file, removed at once), which also
+    catches what ``access`` lets root through, such as ``/proc``.
     """
     path = Path(path).expanduser()
     existing = path
@@ -161,6 +163,10 @@ def check_output_dir(path: str | os.PathLike, what: str = "output directory") ->
     if not existing.is_dir():
         where = "is a file" if existing == path else f"cannot be created: {existing} is a file, not a directory"
         raise OutputDirError(f"{what} {path} {where}")
+    if existing == path:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputDirError(f"{what} {path}: cannot write in it (permission denied or read-only)")
+        return path
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".pqstudy-write-test.")
         os.close(fd)
