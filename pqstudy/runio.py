@@ -1,6 +1,6 @@
 """Run-directory files: atomic writes (JSON, checkpoints) and weights-only checkpoint loading.
 
-Every write goes to a uniquely named temporary file beside the target (``.<name>.<random>.tmp``), is flushed and
+Every write goes to a uniquely named temporary file beside the target (``.<name>.<pid>.<random>.tmp``), is flushed and
 fsynced, then renamed over the target: a reader never sees half a file, two writers never share a temporary file,
 and a failed write (a full disk included) removes its temporary file and leaves the previous version in place.
 
@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pickle
+import secrets
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -51,7 +52,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # unique name; the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
