@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pqstudy.config import PROFILES, ConfigError, apply_overrides, get_profile, parse_set, validate
+from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set, validate
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -20,7 +20,10 @@ def _print_metrics(metrics: dict) -> None:
 
 def cmd_train(args) -> int:
     cfg = validate(apply_overrides(get_profile(args.profile), parse_set(args.set)))
+    from pqstudy.runio import check_output_dir
     from pqstudy.train import train
+
+    check_output_dir(args.out, "--out")
 
     print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
@@ -29,7 +32,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from pathlib import Path
+
     from pqstudy.evaluate import evaluate
+
+    check_device(args.device, "--device")
+    if not Path(args.run_dir).is_dir():
+        state = "is a file" if Path(args.run_dir).exists() else "does not exist"
+        raise FileNotFoundError(f"run directory {args.run_dir} {state}")
 
     metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
     _print_metrics(metrics)
@@ -63,6 +73,7 @@ def cmd_sweep(args) -> int:
 
     shard = parse_shard(args.shard)
     results = args.results or default_results_dir(args.profile)
+    _check_study_dirs(args, results)
     summary = run_sweep(args.grid, grid_configs(args.grid, args.profile), results_dir=results, runs_root=args.runs,
                         papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
@@ -70,10 +81,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from pqstudy.study.regenerate import run_study
+    from pqstudy.study.regenerate import default_results_dir, run_study
     from pqstudy.study.runner import parse_shard
 
     shard = parse_shard(args.shard)
+    _check_study_dirs(args, args.results or default_results_dir(args.profile))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
     study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
                       jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet)
@@ -101,6 +113,17 @@ def cmd_report(args) -> int:
     write_runs_csv(results)
     print(write_report(results, profile=args.profile))
     return 0
+
+
+def _check_study_dirs(args, results) -> None:
+    """Every output directory of a sweep or study usable before any run starts."""
+    from pqstudy.runio import check_output_dir
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: must be >= 1")
+    for option, path in (("--results", results), ("--runs", args.runs), ("--papermill-dir", args.papermill_dir)):
+        if path:
+            check_output_dir(path, option)
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
@@ -173,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"pqstudy: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # OSError: a full disk, a permission, a missing file
         print(f"pqstudy {args.command}: {err}", file=sys.stderr)
         return 1
 

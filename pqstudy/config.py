@@ -20,6 +20,7 @@ DATASETS = ("cifar10", "photos", "imagenet", "ffhq")  # plus "folder:<path>"
 MODEL_KINDS = ("quantized", "ae", "kl")
 LR_SCHEDULES = ("constant", "cosine")
 REC_LOSSES = ("l1", "l2")
+EVAL_METRICS = ("lpips", "rfid", "kid", "cmmd")  # the reference-network metrics train.eval_metrics may name
 
 
 class ConfigError(ValueError):
@@ -248,7 +249,7 @@ def _parse_value(key: str, tp, raw):
         if tp is float:
             return float(raw)
         return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("1e999") → inf
         tname = getattr(tp, "__name__", str(tp))
         raise ConfigError(f"{key}: cannot read {raw!r} as {tname}") from None
 
@@ -324,11 +325,36 @@ def _require(ok: bool, key: str, value, why: str) -> None:
         raise ConfigError(f"{key}={value!r}: {why}")
 
 
+def check_device(name: str, key: str = "train.device") -> str:
+    """``name`` when this machine can run it: ``cuda[:N]`` needs a CUDA build of torch and a visible GPU."""
+    _require(name in ("auto", "cpu", "cuda") or name.startswith("cuda:"), key, name, "choose auto, cpu or cuda[:N]")
+    if name.startswith("cuda"):
+        import torch  # late import: the config layer itself does not need torch
+
+        if not torch.cuda.is_available():
+            build = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(f"{key}={name!r}: {build} (torch {torch.__version__}); use auto or cpu")
+    return name
+
+
+def _require_finite_floats(cfg: RunConfig) -> None:
+    """Every float field finite: NaN slips through comparisons such as ``x >= 0``, and inf through ``x > 0``."""
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if hints[f.name] is float:
+                _require(isinstance(value, (int, float)) and math.isfinite(value), f"{section}.{f.name}", value,
+                         "must be a finite number")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Reject a bad config before any work, naming the field and the value."""
     from pqstudy.quantizers import QUANTIZERS  # late import: quantizers import this module
 
     d, m, q, lo, t = cfg.data, cfg.model, cfg.quantizer, cfg.loss, cfg.train
+    _require_finite_floats(cfg)
     _require(cfg.profile in PROFILES, "profile", cfg.profile, f"unknown profile; choose one of {sorted(PROFILES)}")
     _require(
         d.name in DATASETS or (d.name.startswith("folder:") and len(d.name) > len("folder:")),
@@ -398,8 +424,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
     for name in ("eval_limit", "fid_samples", "history_every", "ckpt_every", "threads"):
         _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
-    _require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", t.device,
-             "choose auto, cpu or cuda[:N]")
+    unknown = [n for n in (n.strip() for n in t.eval_metrics.split(",")) if n and n not in EVAL_METRICS]
+    _require(not unknown, "train.eval_metrics", t.eval_metrics,
+             f"unknown metric(s) {unknown}; a comma-separated subset of {','.join(EVAL_METRICS)}, or empty for none")
+    check_device(t.device)
     return cfg
 
 

@@ -1,7 +1,8 @@
 """Datasets by name, as uint8 image tensors of shape (3, H, W) with H = W = ``data.image_size``.
 
 - ``cifar10``: the official python-batch layout (``cifar-10-batches-py/``) under the data root; downloaded with an md5
-  check when absent, ``data.download`` is on and the host is reachable.
+  check when absent, ``data.download`` is on and the host is reachable. Batches are unpickled by a restricted
+  unpickler and validated (see ``read_cifar_batch``).
 - ``photos``: colour photographs bundled inside installed packages (scikit-image, scikit-learn, matplotlib), cut into
   deterministic random crops at random scales; train and test come from different photos. Works offline.
 - ``folder:<path>``: any image folder (recursive). ``train/`` + ``test/`` (or ``val/``) subfolders give the splits,
@@ -171,19 +172,31 @@ def _center_square(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit greyscale (PIL modes ``I;16*``, and ``I`` with values above 255) is scaled 65535 → 255;
+    PIL's own ``convert("RGB")`` would clip it to 255 instead. 16-bit colour PNGs PIL already reduces correctly."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img).astype(np.float64)
+        if img.mode != "I" or values.max(initial=0) > 255:
+            values = values * (255.0 / 65535.0)
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def _read_image(path: Path, size: int) -> np.ndarray:
     """Decode ``path``, resize its shorter side to ``size`` and centre-crop: (size, size, 3) uint8."""
     with Image.open(path) as img:
         scale = REDUCING_GAP * size / min(img.size)
         if scale < 1:  # JPEG: decode at a reduced scale (DCT scaling), still >= 3x the target
             img.draft("RGB", (round(img.width * scale), round(img.height * scale)))
-        rgb = img.convert("RGB")
+        rgb = _to_rgb(img)
     return _resize_box(rgb, size, _center_square(*rgb.size))
 
 
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as img:
-        return img.convert("RGB")
+        return _to_rgb(img)
 
 
 def _resize_tensor(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -216,17 +229,122 @@ CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
 DOWNLOAD_TIMEOUT_S = 10.0
+# md5 of each batch of the official release (as torchvision checks them).
+CIFAR_BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+# sha256 of each batch of known re-ordered copies (the offline copy of ../shared/data, whose README lists them).
+CIFAR_KNOWN_COPIES_SHA256 = {
+    "shared/data (fixed random order)": {
+        "data_batch_1": "f875ee4056b4a14e92fa6b89b7bb1861bcc7f8d31de4c6152a7fe2a4b4ddeff5",
+        "data_batch_2": "9f65ef4ceb4bfb23993827b0481ad688e8e77d9850191985087e98de302625d5",
+        "data_batch_3": "7f56f5bad81850684bc136e7bda980e824bfbd29a2665b93dfe2693b3fa8b2f5",
+        "data_batch_4": "5fb59b97a7cc610ccb0b036e7cbf63565904625888ff9419f3e2df0224f2a703",
+        "data_batch_5": "9bec063299003b7d7a16e85ecfc05b0909108a1f7e3d1353bfce4c3cfeb5ada6",
+        "test_batch": "a580bc74e82cdb6dc24a6978b2013d9ce64cbfae8d77089a93dee178fedaad29",
+    },
+}
+CIFAR_PIXELS = 3 * 32 * 32
+CIFAR_CLASSES = 10
+
+
+class CorruptDataError(ValueError):
+    """A data file is malformed, truncated, or holds something other than the data it should (the message names
+    the file)."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits exactly what a CIFAR-10 python batch needs: numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` (under
+    numpy 1's and numpy 2's module names), ``_codecs.encode`` restricted to latin-1 and ``bytes()`` without arguments
+    (how Python 3 writes bytes in pickle protocol 2), besides the plain containers and scalars pickle builds without
+    any global. Every other global (``os.system``, ``builtins.open``, ``eval``, ...) is refused before anything is
+    called."""
+
+    def find_class(self, module: str, name: str):
+        found = _cifar_globals().get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refused global {module}.{name} (a CIFAR-10 batch holds only numpy arrays, "
+                                         "lists, bytes and numbers)")
+        return found
+
+
+def _cifar_globals() -> dict:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
+    }
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()`` for the one use pickle protocol 2 makes of it: an empty bytes object (an empty array's data)."""
+    if args:
+        raise pickle.UnpicklingError("refused bytes(...) with arguments: only b'' is expected")
+    return b""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` for the one use pickle makes of it (bytes in protocol 2): latin-1 text → bytes."""
+    if not isinstance(text, str) or encoding.replace("_", "-").lower() not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r}): only latin-1 bytes are expected")
+    return text.encode("latin-1", errors="strict")
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, size, mtime) → how the file was checked, for this process
+
+
+def cifar_batch_provenance(path: Path) -> str | None:
+    """``"official"`` when ``path`` has the official release's md5 for its name, the name of a known copy when its
+    sha256 is that copy's, else None. Cached per process by (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return _VERIFIED[key] or None
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            md5.update(block)
+            sha256.update(block)
+    found = ""
+    if CIFAR_BATCH_MD5.get(path.name) == md5.hexdigest():
+        found = "official"
+    else:
+        found = next((copy for copy, digests in CIFAR_KNOWN_COPIES_SHA256.items()
+                      if digests.get(path.name) == sha256.hexdigest()), "")
+    _VERIFIED[key] = found
+    return found or None
 
 
 def _load_cifar10(cfg: DataConfig, split: str, limit: int) -> ImageDataset:
     folder = _cifar_folder(cfg)
-    batches = []
+    batches, unknown = [], []
     count = 0
     for filename in CIFAR_FILES[split]:
         if limit and count >= limit:
             break
-        batches.append(_read_cifar_batch(folder / filename))
+        if cifar_batch_provenance(folder / filename) is None:
+            unknown.append(filename)
+        batches.append(read_cifar_batch(folder / filename))
         count += len(batches[-1])
+    if unknown:
+        warnings.warn(
+            f"{folder}: {', '.join(unknown)} match(es) neither the official CIFAR-10 release (md5) nor a known copy "
+            "(sha256); loaded after checking structure only (restricted unpickling, shape, dtype, labels)",
+            DataWarning, stacklevel=3,
+        )
     images = torch.from_numpy(np.concatenate(batches))
     if limit:
         images = images[:limit].clone()
@@ -235,12 +353,48 @@ def _load_cifar10(cfg: DataConfig, split: str, limit: int) -> ImageDataset:
     return ImageDataset("cifar10", cfg.image_size, images=images, sources=[str(folder)])
 
 
-def _read_cifar_batch(path: Path) -> np.ndarray:
-    """One python batch: a pickled dict whose ``data`` is N×3072 uint8, channel-major → (N, 3, 32, 32)."""
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = batch[b"data"] if b"data" in batch else batch["data"]
-    return np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+def read_cifar_batch(path: Path) -> np.ndarray:
+    """One python batch: a pickled dict whose ``data`` is N×3072 uint8, channel-major → (N, 3, 32, 32).
+
+    The file is untrusted input. It is unpickled by ``_CifarUnpickler``, which refuses every global except numpy's
+    array reconstruction, so a pickle payload (``__reduce__`` → ``os.system``, ``open``, ...) is never called; then
+    the structure is checked: a dict with ``data`` (N×3072 uint8, N > 0) and ``labels`` (N integers in 0..9).
+    Anything else raises ``CorruptDataError`` naming the file.
+
+    Checksums are checked by the caller (``cifar_batch_provenance``): the official release's md5s and the sha256s of
+    known re-ordered copies are accepted silently; any other file (a copy re-pickled elsewhere, a subset) still
+    loads, since restricted unpickling plus these checks make it safe to read, but with a ``DataWarning`` that its
+    provenance is unknown.
+    """
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, UnicodeDecodeError) as err:
+        raise CorruptDataError(f"CIFAR-10 batch {path} is corrupt, truncated or not a CIFAR-10 batch: "
+                               f"{type(err).__name__}: {err}") from None
+    if not isinstance(batch, dict):
+        raise CorruptDataError(f"CIFAR-10 batch {path}: expected a pickled dict, found {type(batch).__name__}")
+    data, labels = _cifar_field(batch, "data"), _cifar_field(batch, "labels")
+    if data is None or labels is None:
+        keys = sorted(map(str, batch))
+        raise CorruptDataError(f"CIFAR-10 batch {path}: no 'data' and 'labels' entries (keys: {keys})")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
+        shown = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise CorruptDataError(f"CIFAR-10 batch {path}: 'data' must be a uint8 array N×{CIFAR_PIXELS}, found {shown}")
+    if len(data) == 0:
+        raise CorruptDataError(f"CIFAR-10 batch {path}: holds no images")
+    labels = list(labels) if isinstance(labels, (list, tuple, np.ndarray)) else None
+    if labels is None or len(labels) != len(data):
+        raise CorruptDataError(f"CIFAR-10 batch {path}: 'labels' must list one label per image ({len(data)})")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < CIFAR_CLASSES
+               for v in labels):
+        raise CorruptDataError(f"CIFAR-10 batch {path}: labels must be integers in 0..{CIFAR_CLASSES - 1}")
+    return data.reshape(-1, 3, 32, 32)
+
+
+def _cifar_field(batch: dict, name: str):
+    return batch[name.encode()] if name.encode() in batch else batch.get(name)
 
 
 def _find_cifar_folder(root: Path) -> Path | None:
@@ -404,9 +558,24 @@ def _load_named_folder(cfg: DataConfig, split: str, limit: int) -> ImageDataset:
     return _load_folder(directory, split, cfg.image_size, limit, name=cfg.name)
 
 
+def _utf8(name: str) -> bool:
+    """False for a file name that is not valid UTF-8 (Python holds its bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _scan(directory: Path) -> list[Path]:
-    """Every image file under ``directory`` (recursive), sorted by relative path."""
-    paths = (p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Every image file under ``directory`` (recursive), sorted by relative path. Files whose path is not valid
+    UTF-8 are skipped, with one warning that counts them (their names cannot be hashed, sorted or shown reliably)."""
+    paths = [p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    bad = [p for p in paths if not _utf8(p.relative_to(directory).as_posix())]
+    if bad:
+        warnings.warn(f"{directory}: skipped {len(bad)} image file(s) whose names are not valid UTF-8",
+                      DataWarning, stacklevel=4)
+        paths = [p for p in paths if _utf8(p.relative_to(directory).as_posix())]
     return sorted(paths, key=lambda p: p.relative_to(directory).as_posix())
 
 

@@ -77,10 +77,11 @@ def not_computed(cfg: RunConfig) -> dict:
 @torch.no_grad()
 def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", progress: bool = False,
                    usage_out: str | os.PathLike | None = None, usage_history=None,
-                   random_backbones: bool = False) -> dict:
-    """Evaluate ``model`` on ``split`` of ``cfg.data`` (first ``train.eval_limit`` images, or all of them)."""
+                   random_backbones: bool = False, dataset=None) -> dict:
+    """Evaluate ``model`` on ``split`` of ``cfg.data`` (first ``train.eval_limit`` images, or all of them);
+    ``dataset`` is that split when the caller has already loaded it."""
     device = device or next(model.parameters()).device
-    dataset = load_dataset(cfg.data, split, seed=cfg.train.seed)
+    dataset = dataset if dataset is not None else load_dataset(cfg.data, split, seed=cfg.train.seed)
     n = min(len(dataset), cfg.train.eval_limit) if cfg.train.eval_limit else len(dataset)
     bs = cfg.train.eval_batch_size
     quantized = cfg.model.kind == "quantized"

@@ -24,10 +24,14 @@ from pqstudy.losses import AutoencoderLoss
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.models import build_model
 from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
+from pqstudy.runio import save_checkpoint as write_checkpoint
+from pqstudy.runlock import locked
+
+LOCK = ".train.lock"
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the run directory holds error.json with the details."""
+    """A loss, the weights or the evaluation became NaN or infinite; the run directory holds error.json."""
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -67,10 +71,42 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
 
     ``stop_at`` stops after that many steps with a checkpoint and no evaluation (an interrupted run, for tests
     and time-boxed sessions); ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+
+    Both splits are loaded before ``out_dir`` is created, so bad data fails before any training and leaves no
+    directory behind. The run directory is locked while training (``RunLocked`` when another process trains into
+    it). A run whose loss, final weights or test PSNR/SSIM are not finite raises ``TrainingDiverged`` and writes
+    ``error.json`` instead of ``metrics.json``; so does (as far as the disk allows) any ``OSError`` on writing.
     """
     validate(cfg)
+    device = resolve_device(cfg.train.device)
+    train_set = load_dataset(cfg.data, "train", seed=cfg.train.seed)
+    test_set = load_dataset(cfg.data, "test", seed=cfg.train.seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with locked(out / LOCK, f"run directory {out}"):
+        try:
+            return _train(cfg, out, train_set, test_set, device, resume=resume, progress=progress, stop_at=stop_at)
+        except OSError as err:
+            _record_error(out, {"error": f"{type(err).__name__}: {err}", "run_id": run_id(cfg)})
+            raise
+
+
+def _record_error(out: Path, error: dict) -> None:
+    """Write ``error.json``, if the disk lets us (the error being recorded may be a full disk)."""
+    try:
+        write_json(out / "error.json", error)
+    except OSError:
+        pass
+
+
+def _diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
+    _record_error(out, error)
+    (out / "metrics.json").unlink(missing_ok=True)
+    return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
+
+
+def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool, progress: bool,
+           stop_at: int | None) -> dict:
     t, rid = cfg.train, run_id(cfg)
     ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
     if ckpt is not None and ckpt["run_id"] != rid:
@@ -81,8 +117,6 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
-    device = resolve_device(t.device)
-    train_set = load_dataset(cfg.data, "train", seed=t.seed)
     model = build_model(cfg).to(device)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -111,7 +145,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
             opt_d.load_state_dict(ckpt["optimizer_d"])
         torch.set_rng_state(ckpt["rng"])
         step, wall, history = ckpt["step"], ckpt["wall_seconds"], ckpt["history"]
-        usage_history = list(ckpt["usage_history"])
+        usage_history = [np.asarray(u) for u in ckpt["usage_history"]]  # tensors (numpy in older checkpoints)
         window_logs, window_steps = ckpt["window_logs"], ckpt["window_steps"]
         if quantized:
             window_counts = ckpt["window_counts"]
@@ -126,9 +160,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
         if opt_d is not None:
             state["discriminator"] = loss_fn.discriminator.state_dict()
             state["optimizer_d"] = opt_d.state_dict()
-        tmp = out / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, out / CHECKPOINT)
+        write_checkpoint(out, state)
 
     last = min(t.steps, stop_at) if stop_at is not None else t.steps
     bar = tqdm(total=t.steps, initial=step, desc=rid, disable=not progress, mininterval=1.0, dynamic_ncols=True)
@@ -140,8 +172,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
         total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
         if not torch.isfinite(total):
             error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
-            write_json(out / "error.json", error)
-            raise TrainingDiverged(f"loss became {total.item()} at step {step}; details in {out / 'error.json'}")
+            raise _diverged(out, error, f"loss became {total.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -174,13 +205,22 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
         bar.update(1)
         bar.set_postfix(loss=f"{logs['total']:.4f}", refresh=False)
     bar.close()
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
+        raise _diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
     save_checkpoint()
     write_json(out / "history.json", history)
     if step < t.steps:
         return {"run_id": rid, "step": step, "interrupted": True}
 
     metrics = evaluate_model(model, cfg, device=device, progress=progress, usage_out=out / "usage.npz",
-                             usage_history=usage_history)
+                             usage_history=usage_history, dataset=test_set)
+    bad = [k for k in ("psnr", "ssim") if not math.isfinite(metrics[k])]
+    if bad:
+        error = {"error": "non-finite evaluation", "step": step, "run_id": rid, **{k: str(metrics[k]) for k in bad}}
+        raise _diverged(out, error, f"the test {'/'.join(bad)} of the trained model is not finite "
+                                    f"({', '.join(f'{k}={metrics[k]}' for k in bad)})")
     metrics.update({
         "run_id": rid, "steps": step, "train_seconds": round(wall, 3),
         "train_images_per_second": round(step * t.batch_size / max(wall, 1e-9), 2),

@@ -247,3 +247,34 @@ def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path, jobs)
     frame = pd.read_csv(tmp_path / "results" / "runs.csv")
     assert len(frame) == 4 and frame["run_id"].is_unique and set(frame["run_id"]) == set(records)
     assert not list(runs.glob(".*.tmp"))
+
+
+TWO_SWEEPS_SCRIPT = """
+import sys
+from pqstudy.config import apply_overrides, get_profile
+from pqstudy.study import run_sweep
+
+base = {tiny!r}
+configs = [apply_overrides(get_profile("smoke"), {{**base, "train.seed": str(seed)}}) for seed in (30, 31)]
+print(run_sweep("two", configs, results_dir="results", runs_root="runs", papermill_dir="pm-" + sys.argv[1],
+                progress=False, jobs=1))
+"""
+
+
+def test_two_sweeps_on_one_results_dir_run_each_config_once(tmp_path):
+    """Two sweep processes started together on one results directory: every run executes exactly once (the run
+    locks), the other sweep reports it held or finished, and no temporary file is left."""
+    script = textwrap.dedent(TWO_SWEEPS_SCRIPT.format(tiny=TINY))
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for tag in ("a", "b")]
+    outputs = [proc.communicate(timeout=240)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    summaries = [ast.literal_eval(out.strip().splitlines()[-1]) for out in outputs]
+    assert sum(s["ran"] for s in summaries) == 2 and sum(s["failed"] for s in summaries) == 0, summaries
+    for s in summaries:
+        assert s["total"] == 2 == s["ran"] + s["skipped"] + s["held"] + s["failed"]
+    executed = sorted(p.stem for p in tmp_path.glob("pm-*/two/*.ipynb"))
+    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")}
+    assert executed == sorted(records) and len(executed) == 2  # each run's notebook ran in one sweep only
+    assert all(r["status"] == "ok" and r["grids"] == ["two"] for r in records.values())
+    assert not [p for p in tmp_path.rglob("*.tmp")]

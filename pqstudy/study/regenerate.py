@@ -49,6 +49,7 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
         "ran": summary["ran"],
         "skipped": summary["skipped"],
         "failed": summary["failed"],
+        "held": summary["held"],  # runs another sweep was executing at the time (retried by the next study)
         "wall_seconds": round(wall, 1),
         "jobs": jobs,
         "shard": summary["shard"],

@@ -9,8 +9,12 @@ For each config (deduplicated by run id) of the grid, in the grid's order:
   with status ``failed`` and its error, and the sweep goes on; a later sweep retries it.
 
 Run files are written atomically and keyed by run id, so a sweep killed at any point (SIGKILL included) and started
-again loses no finished run and duplicates none. ``shard=(i, n)`` runs the configs whose position in the sorted list
-of unique run ids is ``i`` modulo ``n`` (``--shard i/n`` on several machines covers a grid exactly once).
+again loses no finished run and duplicates none. Each run is executed under a file lock,
+``<results>/.locks/<run_id>.lock`` (``fcntl.flock``; the kernel releases it when its holder dies): a second sweep on
+the same results directory skips the runs the first one holds (reported as ``held``, retried by a later sweep) and
+re-checks the store after taking a lock, so no run executes twice. ``shard=(i, n)`` runs the configs whose position
+in the sorted list of unique run ids is ``i`` modulo ``n`` (``--shard i/n`` on several machines covers a grid exactly
+once).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from pathlib import Path
 
 from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params, validate
 from pqstudy.runio import read_json
+from pqstudy.runlock import holder, try_lock, unlock
 from pqstudy.study.notebook import KERNEL, NOTEBOOK, REPO_ROOT
 from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
 
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+LOCKS_SUBDIR = ".locks"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -108,8 +114,30 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def lock_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    return Path(results_dir) / LOCKS_SUBDIR / f"{rid}.lock"
+
+
 def _execute(job: dict) -> dict:
-    """Run one notebook and make sure the run is recorded (ok or failed). Runs in this or a worker process."""
+    """Run one notebook under the run's lock and make sure the run is recorded (ok or failed); status ``held`` when
+    another sweep holds the run, ``done`` when another sweep finished it meanwhile. Runs in this or a worker
+    process."""
+    rid, lock = job["run_id"], lock_path(job["results_dir"], job["run_id"])
+    fd = try_lock(lock)
+    if fd is None:
+        return {"run_id": rid, "status": "held", "error": f"held by another sweep (pid {holder(lock)})",
+                "seconds": 0.0}
+    try:
+        record = load_run(job["results_dir"], rid)
+        if record is not None and record.get("status") == "ok":  # finished by another sweep since we looked
+            add_grid(job["results_dir"], rid, job["grid"])
+            return {"run_id": rid, "status": "done", "error": None, "seconds": 0.0}
+        return _execute_locked(job)
+    finally:
+        unlock(fd)
+
+
+def _execute_locked(job: dict) -> dict:
     cfg, rid = job["cfg"], job["run_id"]
     results_dir, output = Path(job["results_dir"]), Path(job["output"])
     if job.get("threads"):
@@ -130,8 +158,12 @@ def _execute(job: dict) -> dict:
             if not (run_dir / "metrics.json").exists():
                 raise RuntimeError(f"the notebook finished but {run_dir / 'metrics.json'} does not exist")
             history = read_json(run_dir / "history.json") if (run_dir / "history.json").exists() else []
-            record_run(results_dir, cfg, status="ok", metrics=read_json(run_dir / "metrics.json"), history=history,
-                       wall_seconds=time.perf_counter() - started, notebook=job["label"], grids=[job["grid"]])
+            record = record_run(results_dir, cfg, status="ok", metrics=read_json(run_dir / "metrics.json"),
+                                history=history, wall_seconds=time.perf_counter() - started, notebook=job["label"],
+                                grids=[job["grid"]])
+            if record["status"] != "ok":  # the store refused the metrics (a diverged run)
+                return {"run_id": rid, "status": "failed", "error": record["error"],
+                        "seconds": time.perf_counter() - started}
         else:
             add_grid(results_dir, rid, job["grid"])
         return {"run_id": rid, "status": "ok", "error": None, "seconds": time.perf_counter() - started}
@@ -163,8 +195,9 @@ def run_grids(
     notebook: str | os.PathLike = NOTEBOOK,
 ) -> dict:
     """Run every config of the named grids not yet finished, in one pool of ``jobs`` workers; returns
-    ``{grid, total, skipped, ran, failed, wall_seconds, shard, failures}`` (``ran`` counts runs executed
-    successfully, ``failed`` those that failed, ``total = skipped + ran + failed`` the unique configs of this shard).
+    ``{grid, total, skipped, ran, failed, held, wall_seconds, shard, failures, held_runs}`` (``ran`` counts runs
+    executed successfully, ``failed`` those that failed, ``held`` those skipped because another sweep was running
+    them, ``total = skipped + ran + failed + held`` the unique configs of this shard).
 
     A config shared by several grids runs once, under the first grid that lists it (its notebook goes to
     ``<papermill_dir>/<that grid>/``), and its run file lists every grid. Relative paths are taken from the working
@@ -191,23 +224,31 @@ def run_grids(
     selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
     total = len(selected)
     label = ",".join(grids)
-    summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "wall_seconds": 0.0,
-               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": []}
+    summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "held": 0, "wall_seconds": 0.0,
+               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": [], "held_runs": []}
 
     def say(message: str) -> None:
         if progress:
             print(message, file=sys.stderr, flush=True)
 
     def finished(result: dict, position: int) -> None:
-        status = result["status"]
-        summary["ran" if status == "ok" else "failed"] += 1
-        if status != "ok":
-            summary["failures"].append({"run_id": result["run_id"], "error": result["error"]})
-        for other in grids_of[result["run_id"]][1:]:
-            add_grid(results_dir, result["run_id"], other)
+        status, rid = result["status"], result["run_id"]
+        if status == "held":
+            summary["held"] += 1
+            summary["held_runs"].append({"run_id": rid, "error": result["error"]})
+            say(f"[{position}/{total}] {rid} {result['error']}, skipped")
+            return
+        summary[{"ok": "ran", "done": "skipped"}.get(status, "failed")] += 1
+        if status == "failed":
+            summary["failures"].append({"run_id": rid, "error": result["error"]})
+        for other in grids_of[rid][1:]:
+            add_grid(results_dir, rid, other)
         write_runs_csv(results_dir)
+        if status == "done":
+            say(f"[{position}/{total}] {rid} finished meanwhile by another sweep, skipped")
+            return
         detail = f": {result['error']}" if status != "ok" else ""
-        say(f"[{position}/{total}] {result['run_id']} {status} ({result['seconds']:.1f} s){detail}")
+        say(f"[{position}/{total}] {rid} {status} ({result['seconds']:.1f} s){detail}")
 
     cwd = REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd()
     jobs_todo = []
@@ -266,6 +307,7 @@ def run_grids(
 
     write_runs_csv(results_dir)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-    say(f"grid {label}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} failed "
+    held = f", {summary['held']} held by another sweep" if summary["held"] else ""
+    say(f"grid {label}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} failed{held} "
         f"of {total} in {summary['wall_seconds']:.1f} s → {results_dir}")
     return summary

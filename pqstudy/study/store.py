@@ -7,22 +7,27 @@ one. It holds::
      "metrics": {...}, "history": [...], "wall_seconds", "notebook": path, "finished_at": ISO time}
 
 ``runs_dataframe`` flattens every run file into one row (``results/runs.csv`` via ``write_runs_csv``).
+
+A run recorded ``ok`` whose metrics hold a PSNR or SSIM that is missing (None) or not finite diverged: it is
+stored as ``failed`` with that reason, never as a finished run without numbers.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import warnings
 from pathlib import Path
 
 from pqstudy.config import SECTIONS, RunConfig, run_id
-from pqstudy.runio import read_json, write_json
+from pqstudy.runio import atomic_write, read_json, write_json
 
 RUNS_SUBDIR = "runs"
 RUNS_CSV = "runs.csv"
 STATUSES = ("ok", "failed")
+REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
 # Metric columns of the table, in this order; a run that lacks one leaves it empty.
 METRIC_COLUMNS = (
@@ -58,6 +63,17 @@ def _merge_grids(*lists) -> list[str]:
     return out
 
 
+def divergence(metrics: dict | None) -> str | None:
+    """Why metrics cannot belong to a finished run (a PSNR/SSIM that is None or not finite), or None."""
+    bad = []
+    for name in REQUIRED_FINITE:
+        if name in (metrics or {}):
+            value = metrics[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                bad.append(f"{name}={value}")
+    return f"diverged: non-finite test metrics ({', '.join(bad)})" if bad else None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
@@ -81,6 +97,8 @@ def record_run(
     """
     if status not in STATUSES:
         raise ValueError(f"status={status!r}: expected one of {list(STATUSES)}")
+    if status == "ok" and (reason := divergence(metrics)) is not None:
+        status, error = "failed", reason
     if isinstance(grids, str):
         grids = [grids]
     rid = run_id(cfg)
@@ -191,9 +209,5 @@ def runs_dataframe(results_dir: str | os.PathLike = "results"):
 
 def write_runs_csv(results_dir: str | os.PathLike = "results") -> Path:
     """Write ``<results_dir>/runs.csv`` (atomically) from every run file; returns its path."""
-    path = Path(results_dir) / RUNS_CSV
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    runs_dataframe(results_dir).to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    text = runs_dataframe(results_dir).to_csv(index=False)
+    return atomic_write(Path(results_dir) / RUNS_CSV, lambda f: f.write(text.encode()))
