@@ -85,8 +85,9 @@ def cmd_report(args) -> int:
     from pqstudy.study.store import write_runs_csv
 
     results = args.results or default_results_dir(args.profile)
+    report = write_report(results, profile=args.profile)  # first: it refuses to replace a report with an empty one
     write_runs_csv(results)
-    print(write_report(results, profile=args.profile))
+    print(report)
     return 0
 
 

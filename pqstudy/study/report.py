@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from pqstudy.config import SECTIONS
@@ -300,11 +301,34 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     return "\n".join(out)
 
 
+RECORDED = re.compile(r"^- runs: .*\((\d+) recorded\)$", re.MULTILINE)
+
+
+def recorded_runs(text: str) -> int:
+    """How many runs a report's text was made from (its ``- runs:`` line); 0 when it has none."""
+    found = RECORDED.search(text)
+    return int(found.group(1)) if found else 0
+
+
+class EmptyReportError(RuntimeError):
+    """Replacing a report made from runs with one made from none (the run records are missing)."""
+
+
 def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None) -> Path:
-    """Write ``<results_dir>/REPORT.md`` (atomically) and return its path."""
+    """Write ``<results_dir>/REPORT.md`` (atomically) and return its path. Refuses (``EmptyReportError``) to replace
+    a report made from runs with one made from none: that would silently throw a study away (e.g. on a clone that
+    lacks the run records)."""
+    from pqstudy.study.store import RUNS_SUBDIR
+
     results_dir = Path(results_dir)
     text = report_markdown(results_dir, profile)
     path = results_dir / REPORT
+    before = recorded_runs(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else 0
+    if before and not recorded_runs(text):
+        raise EmptyReportError(
+            f"no run files{f' of profile {profile}' if profile else ''} in {(results_dir / RUNS_SUBDIR).resolve()}, "
+            f"but {path} was made from {before} runs: refusing to replace it with an empty report (are the run "
+            "records missing? they live under results/runs/ and are committed)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
