@@ -105,7 +105,10 @@ class TrainConfig:
     eval_metrics: str = "lpips,rfid,kid,cmmd"  # reference-network metrics to attempt (PSNR/SSIM/codebook always)
     history_every: int = 0  # steps per utilisation-history record (0 = one pass over the training split)
     ckpt_every: int = 0  # steps between checkpoints (0 = only at the end)
-    threads: int = 0  # torch threads (0 = torch's default)
+    # torch threads. Part of the run id: the count changes the numbers. 1 never oversubscribes (a sweep runs --jobs
+    # notebooks at once, one thread each; with another CPU-bound process on 2 cores, torch's default of one thread
+    # per core trained 22x slower) and gives the same run on any machine.
+    threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -140,7 +143,6 @@ NON_RESULT_FIELDS = {
     "data.root",
     "data.download",
     "train.ckpt_every",
-    "train.threads",
     "train.device",
     "train.eval_batch_size",
     "train.eval_metrics",
@@ -394,6 +396,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
     for name in ("eval_limit", "history_every", "ckpt_every", "threads"):
         _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
+    _require(t.threads >= 1, "train.threads", t.threads, "must be >= 1 (the count is part of the run id)")
     _require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device", t.device,
              "choose auto, cpu or cuda[:N]")
     return cfg
