@@ -220,8 +220,10 @@ def figure_links(results_dir: str | os.PathLike) -> list[tuple[str, str]]:
     return [(f"{folder.name}/{n}.png", FIGURE_DESCRIPTIONS.get(n, n)) for n in ordered]
 
 
-def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None) -> str:
-    """The text of REPORT.md."""
+def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None,
+                    out_dir: str | os.PathLike | None = None) -> str:
+    """The text of REPORT.md for ``out_dir`` (default ``results_dir``): its figure links are the PNGs under
+    ``<out_dir>/figures``."""
     from pqstudy.study.store import runs_dataframe
 
     results_dir = Path(results_dir)
@@ -282,7 +284,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             out += [f"- {note}" for note in notes] + [""]
 
     out += ["## Figures", ""]
-    links = figure_links(results_dir)
+    links = figure_links(results_dir if out_dir is None else out_dir)
     if links:
         out += [f"- [{desc}]({path})" for path, desc in links]
     else:
@@ -314,15 +316,17 @@ class EmptyReportError(RuntimeError):
     """Replacing a report made from runs with one made from none (the run records are missing)."""
 
 
-def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None) -> Path:
-    """Write ``<results_dir>/REPORT.md`` (atomically) and return its path. Refuses (``EmptyReportError``) to replace
-    a report made from runs with one made from none: that would silently throw a study away (e.g. on a clone that
-    lacks the run records)."""
+def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None,
+                 out_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``<out_dir>/REPORT.md`` (default ``out_dir``: ``results_dir``) atomically and return its path. Refuses
+    (``EmptyReportError``) to replace a report made from runs with one made from none: that would silently throw a
+    study away (e.g. on a clone that lacks the run records)."""
     from pqstudy.study.store import RUNS_SUBDIR
 
     results_dir = Path(results_dir)
-    text = report_markdown(results_dir, profile)
-    path = results_dir / REPORT
+    out_dir = results_dir if out_dir is None else Path(out_dir)
+    text = report_markdown(results_dir, profile, out_dir)
+    path = out_dir / REPORT
     before = recorded_runs(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else 0
     if before and not recorded_runs(text):
         raise EmptyReportError(
