@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv in the repo root with pqstudy and its tools installed, and register the Jupyter kernel "pqstudy".
+# Create .venv in the repo root with pqstudy and its tools installed, and install this checkout's Jupyter kernel
+# inside .venv (python -m pqstudy.study.kernel name prints its name).
 # torch/torchvision are pinned by constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,5 +17,5 @@ fi
 # Offline, setup still succeeds: those metrics are then recorded as missing with the reason.
 .venv/bin/pqstudy weights install --quiet || echo "setup: reference-network weights not installed (above); LPIPS," \
   "rFID and KID will be recorded as missing with the reason. Retry: .venv/bin/pqstudy weights install" >&2
-.venv/bin/python -m ipykernel install --user --name pqstudy --display-name "pqstudy" >/dev/null
+.venv/bin/python -m pqstudy.study.kernel install  # this checkout's own kernel, inside .venv: "pqstudy (<path>)"
 .venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

@@ -110,8 +110,9 @@ def cmd_report(args) -> int:
     from pqstudy.study.store import write_runs_csv
 
     results = args.results or default_results_dir(args.profile)
+    report = write_report(results, profile=args.profile)  # first: it refuses to replace a report with an empty one
     write_runs_csv(results)
-    print(write_report(results, profile=args.profile))
+    print(report)
     return 0
 
 
@@ -129,7 +130,7 @@ def _check_study_dirs(args, results) -> None:
 def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based) of the configs")
-    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (each with cpus/jobs threads)")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (each with train.threads torch threads)")
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
     p.add_argument("--runs", default="runs", help="where run directories (checkpoints) go")
     p.add_argument("--papermill-dir", default="papermill_runs", help="where executed notebooks go")

@@ -107,7 +107,10 @@ class TrainConfig:
     fid_samples: int = 0  # rFID/KID on the first N images of the split (0 = all); FID at small N is biased upwards
     history_every: int = 0  # steps per utilisation-history record (0 = one pass over the training split)
     ckpt_every: int = 0  # steps between checkpoints (0 = only at the end)
-    threads: int = 0  # torch threads (0 = torch's default)
+    # torch threads. Part of the run id: the count changes the numbers. 1 never oversubscribes (a sweep runs --jobs
+    # notebooks at once, one thread each; with another CPU-bound process on 2 cores, torch's default of one thread
+    # per core trained 22x slower) and gives the same run on any machine.
+    threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -142,7 +145,6 @@ NON_RESULT_FIELDS = {
     "data.root",
     "data.download",
     "train.ckpt_every",
-    "train.threads",
     "train.device",
     "train.eval_batch_size",
     "train.eval_metrics",
@@ -424,6 +426,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
     for name in ("eval_limit", "fid_samples", "history_every", "ckpt_every", "threads"):
         _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
+    _require(t.threads >= 1, "train.threads", t.threads, "must be >= 1 (the count is part of the run id)")
     unknown = [n for n in (n.strip() for n in t.eval_metrics.split(",")) if n and n not in EVAL_METRICS]
     _require(not unknown, "train.eval_metrics", t.eval_metrics,
              f"unknown metric(s) {unknown}; a comma-separated subset of {','.join(EVAL_METRICS)}, or empty for none")

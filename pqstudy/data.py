@@ -9,8 +9,10 @@
   else about 10 % of the files, chosen by a hash of their relative path, form the test split.
 - ``imagenet``, ``ffhq``: folder layouts under the data root (``<root>/imagenet/{train,val}``, ``<root>/ffhq``).
 
-The data root is ``PQSTUDY_DATA_DIR`` if set, else ``data.root``, else ``./data`` (``config.data_root``). Images stay
-uint8 here; training converts them to floats.
+The data root is ``PQSTUDY_DATA_DIR`` if set, else ``data.root``, else ``data`` (``config.data_root``); a relative
+path is taken from the repository root, whatever the working directory (JupyterLab runs notebooks in
+``notebooks/``). Only the default root is ever created (to download CIFAR-10 into). Images stay uint8 here; training
+converts them to floats.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from pqstudy.config import ConfigError, DataConfig, data_root
 
 SPLITS = ("train", "test")
 ENV_VAR = "PQSTUDY_DATA_DIR"
-ROOT_HELP = f"the data root is ${ENV_VAR} if set, else data.root, else ./data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = "data"
+ROOT_HELP = (f"the data root is {ENV_VAR} if set, else data.root, else {DEFAULT_ROOT}/; a relative path is taken "
+             "from the repository root")
 
 # PIL resizes a box with an integer pre-reduction, then an antialiased bicubic filter; with a reducing gap of 3 the
 # result is practically identical to a plain bicubic resize and several times faster for large downscales.
@@ -397,6 +402,21 @@ def _cifar_field(batch: dict, name: str):
     return batch[name.encode()] if name.encode() in batch else batch.get(name)
 
 
+def resolve_data_root(cfg: DataConfig) -> Path:
+    """The data root as an absolute path (see the module docstring): relative paths from the repository root, or
+    from the working directory where the package is not inside a checkout."""
+    path = Path(data_root(cfg)).expanduser()
+    if path.is_absolute():
+        return path
+    base = REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return base / path
+
+
+def _named_root(cfg: DataConfig) -> bool:
+    """Whether the data root was named (``PQSTUDY_DATA_DIR`` or ``data.root``) rather than the default."""
+    return bool(os.environ.get(ENV_VAR) or cfg.root)
+
+
 def _find_cifar_folder(root: Path) -> Path | None:
     """``root/cifar-10-batches-py`` or ``root`` itself, whichever holds every batch file."""
     names = [name for files in CIFAR_FILES.values() for name in files]
@@ -407,12 +427,14 @@ def _find_cifar_folder(root: Path) -> Path | None:
 
 
 def _cifar_folder(cfg: DataConfig) -> Path:
-    root = Path(data_root(cfg)).expanduser()
+    root = resolve_data_root(cfg)
     folder = _find_cifar_folder(root)
     if folder is not None:
         return folder
     if not cfg.download:
         raise DatasetNotFoundError(_cifar_missing(root, "download is off (data.download=false)"))
+    if _named_root(cfg) and not root.is_dir():  # a mistyped path must not become a new folder full of downloads
+        raise DatasetNotFoundError(_cifar_missing(root, f"{root} does not exist, and only the default root is created"))
     try:
         _download_cifar(root)
     except (OSError, RuntimeError, tarfile.TarError) as err:
@@ -425,11 +447,11 @@ def _cifar_folder(cfg: DataConfig) -> Path:
 
 def _cifar_missing(root: Path, reason: str) -> str:
     env = os.environ.get(ENV_VAR)
-    env_note = f"${ENV_VAR} is set to {env!r}" if env else f"${ENV_VAR} is not set"
+    env_note = f"{ENV_VAR} is set to {env!r}" if env else f"{ENV_VAR} is not set"
     return (
         f"CIFAR-10 not found: looked for {root / CIFAR_DIR} (and {root} itself) with data_batch_1..5 and test_batch; "
-        f"{reason}. {ROOT_HELP.capitalize()} ({env_note}). Put the python-batch folder {CIFAR_DIR}/ (unpacked from "
-        f"{CIFAR_URL}) inside {root.resolve()}, or set ${ENV_VAR} to the folder that contains it."
+        f"{reason}. {ROOT_HELP[0].upper()}{ROOT_HELP[1:]} ({env_note}). Put the python-batch folder {CIFAR_DIR}/ "
+        f"(unpacked from {CIFAR_URL}) inside {root}, or set {ENV_VAR} to the folder that contains it."
     )
 
 
@@ -548,12 +570,12 @@ NAMED_FOLDERS = {
 
 
 def _load_named_folder(cfg: DataConfig, split: str, limit: int) -> ImageDataset:
-    root = Path(data_root(cfg)).expanduser()
+    root = resolve_data_root(cfg)
     directory = root / cfg.name
     if not directory.is_dir():
         raise DatasetNotFoundError(
             f"{cfg.name} not found: looked for {directory}. Put it there as {NAMED_FOLDERS[cfg.name]}; {ROOT_HELP} "
-            f"(now {root.resolve()})."
+            f"(now {root})."
         )
     return _load_folder(directory, split, cfg.image_size, limit, name=cfg.name)
 

@@ -1,22 +1,52 @@
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 
-@pytest.fixture(scope="module")
-def pqstudy_kernel(tmp_path_factory):
-    """A ``pqstudy`` Jupyter kernel spec running this interpreter (one torch thread: the cores are shared), found
-    before any user-registered one, for tests that execute notebooks with papermill."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / "pqstudy"
+def write_kernel_spec(jupyter_dir: Path) -> str:
+    """Write this checkout's Jupyter kernel (``pqstudy.study.kernel.kernel_name()``, the name the sweep runner asks
+    for) under ``jupyter_dir/kernels`` as a spec running this interpreter with one torch thread (the cores are
+    shared); returns its name. Put ``jupyter_dir`` on ``JUPYTER_PATH`` to have it found before any installed one."""
+    from pqstudy.study.kernel import kernel_name
+
+    name = kernel_name()
+    spec = jupyter_dir / "kernels" / name
     spec.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "pqstudy", "language": "python",
-                                                     "env": {"OMP_NUM_THREADS": "1"}}))
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": f"pqstudy (tests, {name})",
+                                                     "language": "python", "env": {"OMP_NUM_THREADS": "1"}}))
+    return name
+
+
+@pytest.fixture(scope="module")
+def pqstudy_kernel(tmp_path_factory):
+    """This checkout's kernel, running this interpreter, for tests that execute notebooks with papermill (see
+    ``write_kernel_spec``). Yields the kernel's name."""
+    root = tmp_path_factory.mktemp("jupyter")
+    name = write_kernel_spec(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(root))
-        yield
+        yield name
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """One smoke-profile study (every grid through the sweep runner, then runs.csv, figures, REPORT.md), run once
+    for the whole session and shared by the tests that check it (tests/test_study.py, tests/test_fresh_clone.py).
+    Returns ``{"study": study.json's dict, "results", "runs", "papermill"}`` (paths)."""
+    from pqstudy.study.regenerate import run_study
+
+    tmp = tmp_path_factory.mktemp("smoke-study")
+    write_kernel_spec(tmp / "jupyter")
+    paths = {"results": tmp / "results", "runs": tmp / "runs", "papermill": tmp / "pm"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(tmp / "jupyter"))
+        mp.setenv("PQSTUDY_CACHE_DIR", str(tmp / "cache"))
+        study = run_study("smoke", results_dir=paths["results"], runs_root=paths["runs"],
+                          papermill_dir=paths["papermill"], jobs=2, progress=False)
+    return {"study": study, **paths}
 
 
 @pytest.fixture

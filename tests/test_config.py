@@ -85,8 +85,11 @@ def test_run_id_stable_and_result_sensitive():
     assert run_id(a) == run_id(b)
     assert run_id(apply_overrides(a, {"train.seed": "1"})) != run_id(a)
     assert run_id(apply_overrides(a, {"quantizer.codebook_size": "128"})) != run_id(a)
-    # fields that do not change results leave the id alone
-    assert run_id(apply_overrides(a, {"train.threads": "1", "data.root": "/elsewhere"})) == run_id(a)
+    # the thread count changes the numbers, so it changes the id; fields that do not change results leave it alone
+    assert a.train.threads == 1 and run_id(apply_overrides(a, {"train.threads": "2"})) != run_id(a)
+    assert run_id(apply_overrides(a, {"data.root": "/elsewhere", "train.ckpt_every": "5"})) == run_id(a)
+    with pytest.raises(ConfigError, match=r"train\.threads"):
+        validate(apply_overrides(a, {"train.threads": "0"}))
     assert run_id(a).startswith("vq-")
     assert run_id(apply_overrides(a, {"quantizer.kind": "pq"})).startswith("pq-vq-")
 

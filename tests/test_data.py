@@ -140,6 +140,7 @@ def test_cifar10_download_verifies_and_unpacks(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(archive).hexdigest())
+    (tmp_path / "root").mkdir()  # a named root must exist: only the default one is created
     test = load_dataset(cifar_cfg(tmp_path / "root", download=True), "test")
     assert calls == [(data.CIFAR_URL, data.DOWNLOAD_TIMEOUT_S)] and data.DOWNLOAD_TIMEOUT_S <= 10
     assert np.array_equal(test.images.numpy(), rows["test"].reshape(-1, 3, 32, 32))

@@ -3,10 +3,14 @@ results folder."""
 
 from __future__ import annotations
 
+import ast
+
 import nbformat
 import pytest
 from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
+from pqstudy.study.kernel import kernel_name
+from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC, REPO_ROOT
 from pqstudy.study.notebooks_gen import NOTEBOOKS, build_notebook, notebook_path
 
 pytestmark = pytest.mark.usefixtures("pqstudy_kernel")  # notebooks run on this interpreter (tests/conftest.py)
@@ -24,12 +28,26 @@ def test_committed_notebook_is_the_generated_one_without_outputs(name):
     assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
         (c.cell_type, c.source, c.metadata.get("tags")) for c in generated.cells
     ], "regenerate: python -m pqstudy.study.notebooks_gen"
-    assert nb.metadata["kernelspec"]["name"] == "pqstudy"
+    assert nb.metadata["kernelspec"] == NOTEBOOK_KERNELSPEC
     assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
         assert "papermill" not in cell.metadata and "execution" not in cell.metadata
+
+
+# What each notebook writes by hand (its parameters' defaults): only under the git-ignored scratch/.
+WRITES = {"ablation": ("runs_root", "papermill_dir"), "paper_figures": ("out_dir",)}
+
+
+def test_notebooks_run_by_hand_write_only_to_git_ignored_scratch():
+    assert "/scratch/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+    for name, names in WRITES.items():
+        cell = next(c for c in build_notebook(name).cells if "parameters" in c.metadata.get("tags", []))
+        values = {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body for t in node.targets}
+        assert all(values[n].startswith("scratch/") for n in names), name
+    ablation = "".join(c.source for c in build_notebook("ablation").cells)  # a sweep run from it records in scratch
+    assert 'resolve(results_dir or ("scratch/results" if run else "results"))' in ablation
 
 
 RUNS = {
@@ -44,10 +62,13 @@ RUNS = {
 def test_notebook_runs_under_papermill(name, results, tmp_path):
     import papermill
 
-    out = tmp_path / f"{name}.ipynb"
-    papermill.execute_notebook(str(notebook_path(name)), str(out), parameters={"results_dir": str(results),
-                                                                                **RUNS[name]},
-                               kernel_name="pqstudy", progress_bar=False, cwd=str(tmp_path))
+    out, written = tmp_path / f"{name}.ipynb", tmp_path / "out"
+    parameters = {"results_dir": str(results), **RUNS[name]}
+    if name == "paper_figures":
+        parameters["out_dir"] = str(written)
+    before = sorted(results.rglob("*"))
+    papermill.execute_notebook(str(notebook_path(name)), str(out), parameters=parameters,
+                               kernel_name=kernel_name(), progress_bar=False, cwd=str(tmp_path))
     executed = nbformat.read(str(out), as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.get("output_type") == "error" for o in outputs)
@@ -60,5 +81,7 @@ def test_notebook_runs_under_papermill(name, results, tmp_path):
     elif name == "tables":
         assert markdown.count("## ") == 8 and markdown.count("*reproduced*") == 8
     else:
-        assert images == 10 and (results / "REPORT.md").exists()
-        assert (results / "figures" / "codebook_tsne.png").exists()
+        assert images == 10 and (written / "REPORT.md").exists()
+        assert (written / "figures" / "codebook_tsne.png").exists()
+        assert "(figures/codebook_tsne.png)" in (written / "REPORT.md").read_text()
+    assert sorted(results.rglob("*")) == before  # the notebooks only read the results store

@@ -16,7 +16,14 @@ import pytest
 
 from pqstudy.config import apply_overrides, get_profile, run_id, to_params
 from pqstudy.study import load_runs, parse_shard, record_run, run_sweep, runs_dataframe, select_shard
-from pqstudy.study.notebook import NOTEBOOK, build_notebook, parameter_names
+from pqstudy.study.notebook import (
+    NOTEBOOK,
+    NOTEBOOK_KERNELSPEC,
+    build_notebook,
+    config_from_namespace,
+    parameter_names,
+    profile_parameters,
+)
 
 TINY = {"train.steps": "3", "train.batch_size": "8", "train.eval_limit": "16", "train.eval_metrics": "",
         "train.eval_batch_size": "16", "train.history_every": "1"}
@@ -70,7 +77,8 @@ def test_notebook_parameters_cell_lists_exactly_the_config_fields():
     config_names = list(to_params(get_profile("smoke")))
     assert names == parameter_names() == [*config_names, "run_dir", "results_dir", "grid", "notebook_path"]
     values = {t.id: ast.literal_eval(node.value) for node in tree.body for t in node.targets}
-    assert values["profile"] == "smoke" and all(values[n] is None for n in config_names[1:])
+    assert {n: values[n] for n in config_names} == profile_parameters("smoke")  # the values that run, not None
+    assert values["run_dir"] is None and values["results_dir"] == "scratch/results"  # by hand: git-ignored
     # the committed notebook is the generated one (regenerate: python -m pqstudy.study.notebook)
     generated = build_notebook()
     assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
@@ -78,9 +86,25 @@ def test_notebook_parameters_cell_lists_exactly_the_config_fields():
     ]
 
 
+def test_parameters_cell_runs_what_it_shows_and_papermill_overrides_work():
+    shown: dict = {}
+    exec(_parameters_cell(build_notebook()).source, shown)  # noqa: S102 - the generated cell: assignments only
+    assert config_from_namespace(shown).to_dict() == get_profile("smoke").to_dict()
+    injected = config_from_namespace({**shown, "train_steps": 7, "model_ch_mult": [1, 2]})  # papermill's cell
+    assert injected.train.steps == 7 and injected.model.ch_mult == (1, 2) and injected.profile == "smoke"
+    # another profile by hand: the fields left as shown take its values, the ones changed are kept
+    other = config_from_namespace({**shown, "profile": "default", "train_steps": 7})
+    assert other.to_dict() == apply_overrides(get_profile("default"), {"train.steps": 7}).to_dict()
+    # a sweep's run (grid set) is taken as injected, even a field equal to the shown value
+    smoke_k = get_profile("smoke").quantizer.codebook_size
+    cfg = apply_overrides(get_profile("default"), {"quantizer.codebook_size": smoke_k})
+    assert get_profile("default").quantizer.codebook_size != smoke_k
+    assert run_id(config_from_namespace({**shown, **to_params(cfg), "grid": "g"})) == run_id(cfg)
+
+
 def test_committed_notebook_has_no_outputs():
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "pqstudy"
+    assert nb.metadata["kernelspec"] == NOTEBOOK_KERNELSPEC
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None

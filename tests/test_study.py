@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -45,12 +46,8 @@ def test_results_dir_per_profile():
     assert str(default_results_dir("smoke")) == "results/smoke"
 
 
-@pytest.mark.usefixtures("pqstudy_kernel")
-def test_smoke_study_regenerates_everything(tmp_path, monkeypatch):
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    results = tmp_path / "results"
-    study = run_study("smoke", results_dir=results, runs_root=tmp_path / "runs", papermill_dir=tmp_path / "pm",
-                      jobs=2, progress=False)
+def test_smoke_study_regenerates_everything(smoke_study, monkeypatch, tmp_path):
+    study, results, pm = smoke_study["study"], smoke_study["results"], smoke_study["papermill"]
     unique = {run_id(c) for name in GRIDS for c in grid_configs(name, "smoke")}
     assert study["profile"] == "smoke" and study["runs"] == len(unique) and study["failed"] == 0
     assert study["wall_seconds"] > 0
@@ -62,7 +59,7 @@ def test_smoke_study_regenerates_everything(tmp_path, monkeypatch):
         members = {run_id(c) for c in grid_configs(name, "smoke")}
         listed = set(table.loc[table["grids"].str.split(";").apply(lambda g, n=name: n in g), "run_id"])
         assert listed == members, name
-    notebooks = list((tmp_path / "pm").rglob("*.ipynb"))
+    notebooks = list(pm.rglob("*.ipynb"))
     assert len(notebooks) == len(unique)
     report = (results / "REPORT.md").read_text()
     for name in GRIDS:
@@ -70,7 +67,10 @@ def test_smoke_study_regenerates_everything(tmp_path, monkeypatch):
     assert report.count("reproduced") + report.count("inconclusive") >= 8
     figures = {p.stem for p in (results / "figures").glob("*.png")}
     assert {"utilisation_vs_codebook_size", "psnr_vs_dim", "quality_vs_bits"} <= figures
-    # a second call finds every run finished and skips them all
-    again = run_study("smoke", results_dir=results, runs_root=tmp_path / "runs", papermill_dir=tmp_path / "pm",
-                      jobs=2, progress=False)
+    # a second call, on a copy, finds every run finished and skips them all
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    again = run_study("smoke", results_dir=copy, runs_root=smoke_study["runs"], papermill_dir=pm, jobs=2,
+                      progress=False)
     assert again["skipped"] == len(unique) and again["ran"] == 0

@@ -1,14 +1,16 @@
 """``notebooks/train_eval.ipynb``: its generator and the helpers its cells call.
 
 The notebook is generated (``python -m pqstudy.study.notebook``) so that its ``parameters`` cell lists exactly the
-fields of ``pqstudy.config``: ``profile`` plus one ``section_field`` variable per config field (``None`` = the
-profile's value), plus ``run_dir``, ``results_dir``, ``grid`` and ``notebook_path``. Regenerate it after adding a
-config field; ``tests/test_runner.py`` fails until then.
+fields of ``pqstudy.config``: ``profile`` plus one ``section_field`` variable per config field (set to its value in
+the ``NOTEBOOK_PROFILE`` profile, so a reader sees what runs), plus ``run_dir``, ``results_dir``, ``grid`` and
+``notebook_path``. Regenerate it after adding a config field or changing a profile; ``tests/test_runner.py`` fails
+until then.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import typing
 from pathlib import Path
@@ -17,12 +19,23 @@ from pqstudy.config import SECTIONS, RunConfig, from_params, get_profile, to_par
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train_eval.ipynb"
-KERNEL = "pqstudy"
+# The kernel the committed notebooks name: the native "python3" kernel of the Jupyter that opens them, i.e. that
+# environment's own interpreter (jupyter_client runs a "python" kernel with its sys.executable, and inside a venv
+# the venv's kernel specs come before the user's), so JupyterLab started from this checkout's .venv/bin/jupyter and
+# .venv/bin/papermill run this checkout's code. This checkout's named kernel (pqstudy.study.kernel: "pqstudy
+# (<path>)" in JupyterLab) is the one the sweep runner asks for by name. A per-checkout name here would make the
+# committed notebooks differ between checkouts.
+NOTEBOOK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+# The profile whose values the parameters cell shows (and runs by hand): seconds per run.
+NOTEBOOK_PROFILE = "smoke"
+# Where notebooks run by hand write (git-ignored): only ``pqstudy study`` / ``sweep`` write the committed results/.
+SCRATCH = "scratch"
 
 # Parameters of the notebook that are not config fields: name → (default source, comment).
 EXTRA_PARAMETERS = {
-    "run_dir": ("None", "run directory; None → runs/<run_id> (relative paths are taken from the repository root)"),
-    "results_dir": ('"results"', "the results store: <results_dir>/runs/<run_id>.json"),
+    "run_dir": ("None", f"run directory; None → {SCRATCH}/runs/<run_id> (relative paths: from the repository root)"),
+    "results_dir": (f'"{SCRATCH}/results"', "where the run is recorded: git-ignored (sweeps pass results/)"),
     "grid": ('""', "the sweep grid this run belongs to (\"\" when run by hand)"),
     "notebook_path": ("None", "where this executed notebook is saved (set by the sweep runner)"),
 }
@@ -49,13 +62,28 @@ def _type_names() -> dict[str, str]:
     return out
 
 
-def parameters_source() -> str:
-    """The source of the ``parameters`` cell, generated from ``pqstudy.config``."""
+def profile_parameters(profile: str = NOTEBOOK_PROFILE) -> dict:
+    """``profile``'s value of every config parameter, as the parameters cell shows it (tuples as tuples)."""
     types = _type_names()
+    return {name: tuple(value) if types.get(name) == "tuple of int" else value
+            for name, value in to_params(get_profile(profile)).items()}
+
+
+def _source(value) -> str:
+    """A parameter value as Python source (strings in double quotes, like the rest of the code)."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+
+
+def parameters_source() -> str:
+    """The source of the ``parameters`` cell, generated from ``pqstudy.config``: the notebook profile's values."""
+    types = _type_names()
+    shown = profile_parameters()
     lines = [
-        "# Parameters (papermill injects values after this cell). A config field left at None keeps the",
-        "# profile's value; see pqstudy/config.py for what each field means.",
-        'profile = "smoke"  # smoke | default | paper',
+        "# Parameters (papermill injects values after this cell): the values that run, field for field (see",
+        f"# pqstudy/config.py for what each means). These are the {NOTEBOOK_PROFILE} profile's; set `profile` to run "
+        "another:",
+        "# the fields still at these values then take that profile's values, the fields you changed are kept.",
+        f"profile = {_source(NOTEBOOK_PROFILE)}  # smoke | default | paper",
     ]
     section = None
     for name in config_parameter_names()[1:]:
@@ -63,7 +91,7 @@ def parameters_source() -> str:
         if head != section:
             section = head
             lines.append(f"# {section}")
-        lines.append(f"{name} = None  # {types[name]}")
+        lines.append(f"{name} = {_source(shown[name])}  # {types[name]}")
     lines.append("# where things go")
     for name, (default, comment) in EXTRA_PARAMETERS.items():
         lines.append(f"{name} = {default}  # {comment}")
@@ -75,9 +103,10 @@ CELLS = [
 
 One configuration of `pqstudy`: train the autoencoder, evaluate it on the test split, show the metrics, the
 loss / codebook-utilisation history and a reconstruction grid, and record the result in the results store
-(`results/runs/<run_id>.json`). The sweep runner (`pqstudy.study.run_sweep`) executes this notebook once per
-config with papermill; by hand, edit the parameters below (None keeps the profile's value) and run all cells.
-Re-running continues from the run directory's checkpoint."""),
+(`<results_dir>/runs/<run_id>.json`). The sweep runner (`pqstudy.study.run_sweep`) executes this notebook once per
+config with papermill and records into `results/`; by hand, edit the parameters below and run all cells: the run
+goes to `scratch/` (git-ignored), so the committed results stay as the study made them. Re-running continues from
+the run directory's checkpoint."""),
     ("code", ["parameters"], None),  # parameters_source()
     ("code", [], """import time
 
@@ -88,7 +117,7 @@ from pqstudy.study.store import record_run
 from pqstudy.train import load_history, train
 
 cfg = config_from_namespace(globals())
-run_dir = resolve(run_dir or f"runs/{cfg.run_id}")
+run_dir = resolve(run_dir or f"scratch/runs/{cfg.run_id}")
 results_dir = resolve(results_dir)
 print(f"run {cfg.run_id} → {run_dir}")"""),
     ("code", [], """started = time.perf_counter()
@@ -102,9 +131,9 @@ plt.show()"""),
 from pqstudy.study.codebooks import export_codebook
 
 fig = reconstruction_grid(run_dir)
-save_reconstruction(fig, results_dir, cfg.run_id)  # results/recon/<run_id>.png, for the figures
+save_reconstruction(fig, results_dir, cfg.run_id)  # <results_dir>/recon/<run_id>.png, for the figures
 if cfg.model.kind == "quantized":
-    export_codebook(run_dir, results_dir)  # results/codebooks/<run_id>.npz: usage counts and codebook sample
+    export_codebook(run_dir, results_dir)  # <results_dir>/codebooks/<run_id>.npz: usage counts, codebook sample
 plt.show()"""),
     ("code", [], """record = record_run(results_dir, cfg, status="ok", metrics=metrics, history=history,
                     wall_seconds=wall_seconds, notebook=notebook_path, grids=[grid] if grid else [])
@@ -119,7 +148,7 @@ def build_notebook():
 
 
 def notebook_from_cells(cells):
-    """An nbformat notebook (no outputs, kernel ``pqstudy``) from ``(kind, tags, source)`` triples."""
+    """An nbformat notebook (no outputs, kernel ``NOTEBOOK_KERNELSPEC``) from ``(kind, tags, source)`` triples."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -129,7 +158,7 @@ def notebook_from_cells(cells):
         if tags:
             cell.metadata["tags"] = list(tags)
         nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "pqstudy", "language": "python"}
+    nb.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     nb.nbformat, nb.nbformat_minor = 4, 4  # minor 4: no cell ids, so regeneration gives identical files
     return nb
@@ -157,13 +186,28 @@ def resolve(path: str | os.PathLike) -> Path:
     return root / path
 
 
+def _same(a, b) -> bool:
+    """Equal parameter values, a list and a tuple of the same items included (papermill injects tuples as lists)."""
+    a, b = (list(v) if isinstance(v, (list, tuple)) else v for v in (a, b))
+    return type(a) is type(b) and a == b
+
+
 def config_from_namespace(namespace: dict) -> RunConfig:
-    """The config from the notebook's parameter variables (``profile`` and every ``section_field``)."""
+    """The config from the notebook's parameter variables (``profile`` and every ``section_field``).
+
+    A run of a sweep (``grid`` set) gets every field from the runner and is taken as is. By hand, when ``profile``
+    is not the cell's profile, the fields still at the cell's values take the chosen profile's values (as do fields
+    set to None), so ``-p profile default`` alone runs the default profile; the fields changed are kept."""
     names = config_parameter_names()
     missing = [n for n in names if n not in namespace]
     if missing:
         raise NameError(f"the parameters cell lacks {missing}; regenerate it: python -m pqstudy.study.notebook")
-    return from_params({name: namespace[name] for name in names})
+    params = {name: namespace[name] for name in names}
+    if not namespace.get("grid") and params["profile"] != NOTEBOOK_PROFILE:
+        shown = profile_parameters()
+        params = {name: None if name != "profile" and _same(value, shown[name]) else value
+                  for name, value in params.items()}
+    return from_params(params)
 
 
 def metrics_table(metrics: dict):

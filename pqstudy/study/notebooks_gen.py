@@ -1,9 +1,9 @@
 """The analysis notebooks: ``ablation``, ``codebook_analysis``, ``tables`` and ``paper_figures``.
 
 Each is thin (its cells call ``pqstudy.plots`` and ``pqstudy.study.report`` / ``verdicts``), has one cell tagged
-``parameters`` (papermill), runs on the ``pqstudy`` kernel, and is committed without outputs. They are generated:
-``python -m pqstudy.study.notebooks_gen`` rewrites ``notebooks/<name>.ipynb``; ``tests/test_notebooks.py`` checks
-that the committed files are the generated ones and runs each under papermill.
+``parameters`` (papermill), names the ``python3`` kernel (``notebook.NOTEBOOK_KERNELSPEC`` says why), and is committed
+without outputs. They are generated: ``python -m pqstudy.study.notebooks_gen`` rewrites ``notebooks/<name>.ipynb``;
+``tests/test_notebooks.py`` checks that the committed files are the generated ones and runs each under papermill.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ NOTEBOOKS: dict[str, list[tuple[str, list[str], str]]] = {
 
 Runs one named grid of `pqstudy.study.grids` (one papermill execution of `train_eval.ipynb` per config; finished
 runs are skipped) when `run = True`, then shows the grid's table, its figures and the verdicts of the claims it
-tests — all read from the results store (`results/runs/*.json`). Set the parameters below (or pass them with
-papermill: `papermill notebooks/ablation.ipynb out.ipynb -p grid lc-init -p run True`)."""),
+tests — all read from the results store (`results/runs/*.json`; a sweep run from here records into the git-ignored
+`scratch/results` unless `results_dir` says otherwise: `pqstudy sweep` writes `results/`). Set the parameters below
+(or pass them with papermill: `papermill notebooks/ablation.ipynb out.ipynb -p grid lc-init -p run True`)."""),
         ("code", ["parameters"], """\
 grid = "pq-vs-vq-dim"  # a grid of pqstudy.study.grids.GRIDS (the next cell lists them if unknown)
 profile = "default"  # smoke | default | paper: the scale of the grid, and the runs shown
-results_dir = "results"  # the results store (a relative path is taken from the repository root)
+results_dir = None  # the results store; None: results/ (committed), or scratch/results when run = True
 run = False  # True: run the grid's sweep first
-runs_root = "runs"  # run directories of the sweep
-papermill_dir = "papermill_runs"  # executed notebooks of the sweep
+runs_root = "scratch/runs"  # run directories of the sweep (relative paths: from the repository root)
+papermill_dir = "scratch/papermill_runs"  # executed notebooks of the sweep
 jobs = 1  # notebooks run at once
 shard = None  # "i/n": run only shard i of n of the grid"""),
         ("code", [], """import logging
@@ -51,7 +52,7 @@ from pqstudy.study.store import runs_dataframe
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
-results_dir = resolve(results_dir)
+results_dir = resolve(results_dir or ("scratch/results" if run else "results"))
 configs = grid_configs(grid, profile)
 print(f"{grid} at profile {profile}: {len(configs)} configs. {GRIDS[grid].__doc__.strip().splitlines()[0]}")"""),
         ("code", [], """if run:
@@ -172,11 +173,13 @@ show_verdicts(all_verdicts(df))"""),
     "paper_figures": [
         ("markdown", [], """# Paper figures and report
 
-Regenerates every figure (`results/figures/*.png`, via `pqstudy.plots.make_all_figures`) and the report
-(`results/REPORT.md`, via `pqstudy.study.report.write_report`) from the results store alone. A figure whose data is
-absent is skipped with a note."""),
+Regenerates every figure (`<out_dir>/figures/*.png`, via `pqstudy.plots.make_all_figures`) and the report
+(`<out_dir>/REPORT.md`, via `pqstudy.study.report.write_report`) from the results store alone. A figure whose data is
+absent is skipped with a note. By hand they go to the git-ignored `scratch/`; `pqstudy figures` and `pqstudy report`
+write the committed ones in `results/`."""),
         ("code", ["parameters"], """\
-results_dir = "results"  # the results store (a relative path is taken from the repository root)
+results_dir = "results"  # the results store read (a relative path is taken from the repository root)
+out_dir = "scratch/paper_figures"  # where figures/ and REPORT.md are written
 profile = None  # the report's profile (None: results/study.json's, or the runs')
 tsne = True  # the t-SNE figure (the slowest)
 tsne_points = 1500  # codebook entries per t-SNE"""),
@@ -191,12 +194,13 @@ from pqstudy.study.store import runs_dataframe
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
-results_dir = resolve(results_dir)"""),
-        ("code", [], """paths = plots.make_all_figures(results_dir, tsne=tsne, tsne_points=tsne_points, profile=profile)
+results_dir, out_dir = resolve(results_dir), resolve(out_dir)"""),
+        ("code", [], """paths = plots.make_all_figures(results_dir, out_dir=out_dir / "figures", tsne=tsne,
+                               tsne_points=tsne_points, profile=profile)
 for path in paths:
     display(Markdown(f"### {path.stem}"))
     display(Image(filename=str(path)))"""),
-        ("code", [], """report = write_report(results_dir, profile)
+        ("code", [], """report = write_report(results_dir, profile, out_dir=out_dir)
 print(f"wrote {report}")"""),
         ("code", [], SHOW_VERDICTS + """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from pqstudy.config import SECTIONS
@@ -252,8 +253,10 @@ def reference_metrics_section(df) -> list[str]:
     return lines
 
 
-def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None) -> str:
-    """The text of REPORT.md."""
+def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None,
+                    out_dir: str | os.PathLike | None = None) -> str:
+    """The text of REPORT.md for ``out_dir`` (default ``results_dir``): its figure links are the PNGs under
+    ``<out_dir>/figures``."""
     from pqstudy.study.store import runs_dataframe
 
     results_dir = Path(results_dir)
@@ -316,7 +319,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             out += [f"- {note}" for note in notes] + [""]
 
     out += ["## Figures", ""]
-    links = figure_links(results_dir)
+    links = figure_links(results_dir if out_dir is None else out_dir)
     if links:
         out += [f"- [{desc}]({path})" for path, desc in links]
     else:
@@ -335,11 +338,36 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     return "\n".join(out)
 
 
-def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None) -> Path:
-    """Write ``<results_dir>/REPORT.md`` (atomically) and return its path."""
+RECORDED = re.compile(r"^- runs: .*\((\d+) recorded\)$", re.MULTILINE)
+
+
+def recorded_runs(text: str) -> int:
+    """How many runs a report's text was made from (its ``- runs:`` line); 0 when it has none."""
+    found = RECORDED.search(text)
+    return int(found.group(1)) if found else 0
+
+
+class EmptyReportError(RuntimeError):
+    """Replacing a report made from runs with one made from none (the run records are missing)."""
+
+
+def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None,
+                 out_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``<out_dir>/REPORT.md`` (default ``out_dir``: ``results_dir``) atomically and return its path. Refuses
+    (``EmptyReportError``) to replace a report made from runs with one made from none: that would silently throw a
+    study away (e.g. on a clone that lacks the run records)."""
+    from pqstudy.study.store import RUNS_SUBDIR
+
     results_dir = Path(results_dir)
-    text = report_markdown(results_dir, profile)
-    path = results_dir / REPORT
+    out_dir = results_dir if out_dir is None else Path(out_dir)
+    text = report_markdown(results_dir, profile, out_dir)
+    path = out_dir / REPORT
+    before = recorded_runs(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else 0
+    if before and not recorded_runs(text):
+        raise EmptyReportError(
+            f"no run files{f' of profile {profile}' if profile else ''} in {(results_dir / RUNS_SUBDIR).resolve()}, "
+            f"but {path} was made from {before} runs: refusing to replace it with an empty report (are the run "
+            "records missing? they live under results/runs/ and are committed)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
