@@ -29,9 +29,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pqstudy.evaluate import evaluate
+    from pqstudy.evaluate import evaluate, metrics_path
 
     metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
+    print(f"{args.split} split → {metrics_path(args.run_dir, args.split)}", file=sys.stderr)
     _print_metrics(metrics)
     return 0
 
@@ -44,13 +45,18 @@ def cmd_weights(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from pqstudy.study.grids import grid_configs
+    from pqstudy.study.grids import check_data, grid_configs, read_grid_file
     from pqstudy.study.regenerate import default_results_dir
     from pqstudy.study.runner import parse_shard, run_sweep
 
     shard = parse_shard(args.shard)
-    results = args.results or default_results_dir(args.profile)
-    summary = run_sweep(args.grid, grid_configs(args.grid, args.profile), results_dir=results, runs_root=args.runs,
+    if args.grid.endswith(".json"):
+        grid, configs = read_grid_file(args.grid, args.profile, args.data)
+    else:
+        grid, configs = args.grid, grid_configs(args.grid, args.profile, args.data)
+    check_data(configs)
+    results = args.results or default_results_dir(args.profile, args.data)
+    summary = run_sweep(grid, configs, results_dir=results, runs_root=args.runs,
                         papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 1 if summary["failed"] else 0
@@ -63,7 +69,7 @@ def cmd_study(args) -> int:
     shard = parse_shard(args.shard)
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
     study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
-                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet)
+                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
@@ -97,6 +103,9 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
     p.add_argument("--runs", default="runs", help="where run directories (checkpoints) go")
     p.add_argument("--papermill-dir", default="papermill_runs", help="where executed notebooks go")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="run on this dataset instead of the profile's: cifar10, photos, imagenet, ffhq or folder:PATH "
+                        "(default results dir: results/<profile>-<dataset>/)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -115,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="re-evaluate a run directory")
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=["train", "test"],
+                   help="test → metrics.json (the recorded metrics), train → metrics_train.json")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("sweep", help="run one grid: one papermill notebook per config")
-    p.add_argument("grid", help="grid name (see pqstudy.study.grids.GRIDS)")
+    p.add_argument("grid", help="grid name (see pqstudy.study.grids.GRIDS), or a grid file GRID.json (see README)")
     _study_options(p)
     p.set_defaults(func=cmd_sweep)
 
