@@ -152,6 +152,15 @@ def test_grid_file_is_every_combination(tmp_path):
     assert {c.train.eval_limit for c in configs} == {64}  # the smoke scale's extras, as in the built-in grids
 
 
+def test_readme_grid_file_example_reads(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("A custom grid", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "pq-k-by-m.json"
+    path.write_text(example)
+    name, configs = read_grid_file(path, "default")
+    assert name == "pq-k-by-m" and len(configs) == 6 and {c.train.steps for c in configs} == {400}
+
+
 @pytest.mark.parametrize("text, message", [
     ("{", "not valid JSON"),
     ("[1]", "holds a list"),
