@@ -12,5 +12,16 @@ if .venv/bin/python -m pip list 2>/dev/null | grep -i '^nvidia-'; then
   echo "setup: CUDA packages (nvidia-*) were installed; install torch from a CPU wheel (see constraints.txt)" >&2
   exit 1
 fi
+# The browser test (tests/test_browser.py) drives JupyterLab with Debian's headless Chromium: install it where missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver for the browser test (apt-get)" >&2
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+      || echo "setup: could not install chromium; tests/test_browser.py will skip" >&2
+  else
+    echo "setup: chromium/chromium-driver missing; tests/test_browser.py will skip (as root: apt-get install -y chromium chromium-driver)" >&2
+  fi
+fi
 .venv/bin/python -m ipykernel install --user --name pqstudy --display-name "pqstudy" >/dev/null
 .venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

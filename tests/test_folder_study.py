@@ -68,8 +68,17 @@ def test_photos_fingerprint_is_stable():
 
 
 def test_lc_codebook_is_rebuilt_when_the_folder_changes(image_folder, tmp_path, one_thread):
-    q = QuantizerConfig(kind="lc", codebook_size=16, dim=8, lc_source="pixels", lc_patch=4, lc_init="kmeans",
-                        lc_samples=256, lc_kmeans_iters=2, codebook_cache=str(tmp_path / "cache"))
+    q = QuantizerConfig(
+        kind="lc",
+        codebook_size=16,
+        dim=8,
+        lc_source="pixels",
+        lc_patch=4,
+        lc_init="kmeans",
+        lc_samples=256,
+        lc_kmeans_iters=2,
+        codebook_cache=str(tmp_path / "cache"),
+    )
     data = DataConfig(name=f"folder:{image_folder}", image_size=16)
     source = feature_source(q.lc_source, patch=q.lc_patch)
     before = cache_path(q, source, data, seed=0)
@@ -141,14 +150,21 @@ def test_unknown_data_name_is_a_config_error(tmp_path, monkeypatch, capsys):
 
 def test_grid_file_is_every_combination(tmp_path):
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"set": {"quantizer.kind": "pq", "quantizer.dim": 8, "model.ch_mult": [1, 2]},
-                                "vary": {"quantizer.subspaces": [2, 4], "quantizer.codebook_size": [16, 32, 64]},
-                                "steps": 5}))
+    path.write_text(
+        json.dumps(
+            {
+                "set": {"quantizer.kind": "pq", "quantizer.dim": 8, "model.ch_mult": [1, 2]},
+                "vary": {"quantizer.subspaces": [2, 4], "quantizer.codebook_size": [16, 32, 64]},
+                "steps": 5,
+            }
+        )
+    )
     name, configs = read_grid_file(path, "smoke", data="cifar10")
     assert name == "mine" and len(configs) == 6 and len({c.run_id for c in configs}) == 6
     assert [(c.quantizer.subspaces, c.quantizer.codebook_size) for c in configs][:2] == [(2, 16), (2, 32)]
-    assert {(c.quantizer.kind, c.train.steps, c.model.ch_mult, c.data.name) for c in configs} == \
-        {("pq", 5, (1, 2), "cifar10")}
+    assert {(c.quantizer.kind, c.train.steps, c.model.ch_mult, c.data.name) for c in configs} == {
+        ("pq", 5, (1, 2), "cifar10")
+    }
     assert {c.train.eval_limit for c in configs} == {64}  # the smoke scale's extras, as in the built-in grids
 
 
@@ -161,14 +177,17 @@ def test_readme_grid_file_example_reads(tmp_path):
     assert name == "pq-k-by-m" and len(configs) == 6 and {c.train.steps for c in configs} == {400}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{", "not valid JSON"),
-    ("[1]", "holds a list"),
-    ('{"vary": {}}', '"vary" must be a non-empty object'),
-    ('{"vary": {"train.seed": 0}}', "must be a non-empty list"),
-    ('{"vary": {"train.seed": [0]}, "sets": {}}', "unknown key"),
-    ('{"vary": {"train.seed": [0]}, "steps": 0}', '"steps" must be a positive integer'),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "not valid JSON"),
+        ("[1]", "holds a list"),
+        ('{"vary": {}}', '"vary" must be a non-empty object'),
+        ('{"vary": {"train.seed": 0}}', "must be a non-empty list"),
+        ('{"vary": {"train.seed": [0]}, "sets": {}}', "unknown key"),
+        ('{"vary": {"train.seed": [0]}, "steps": 0}', '"steps" must be a positive integer'),
+    ],
+)
 def test_bad_grid_file_is_named(tmp_path, text, message):
     path = tmp_path / "bad.json"
     path.write_text(text)
@@ -201,8 +220,10 @@ def test_sweep_runs_a_grid_file_on_a_folder(image_folder, tmp_path, monkeypatch,
 
 
 def test_eval_train_split_keeps_the_test_metrics(image_folder, tmp_path, capsys, one_thread):
-    cfg = apply_overrides(get_profile("smoke"), {"data.name": f"folder:{image_folder}", "train.steps": "2",
-                                                 "train.eval_metrics": "", "train.batch_size": "8"})
+    cfg = apply_overrides(
+        get_profile("smoke"),
+        {"data.name": f"folder:{image_folder}", "train.steps": "2", "train.eval_metrics": "", "train.batch_size": "8"},
+    )
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     stored = (run / "metrics.json").read_bytes()
