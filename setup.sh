@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv in the repo root with pqstudy and its tools installed, and register the Jupyter kernel "pqstudy".
+# Create .venv in the repo root with pqstudy and its tools installed, and install this checkout's Jupyter kernel
+# inside .venv (python -m pqstudy.study.kernel name prints its name).
 # torch/torchvision are pinned by constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,5 +24,5 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     echo "setup: chromium/chromium-driver missing; tests/test_browser.py will skip (as root: apt-get install -y chromium chromium-driver)" >&2
   fi
 fi
-.venv/bin/python -m ipykernel install --user --name pqstudy --display-name "pqstudy" >/dev/null
+.venv/bin/python -m pqstudy.study.kernel install  # this checkout's own kernel, inside .venv: "pqstudy (<path>)"
 .venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

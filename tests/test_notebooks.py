@@ -7,6 +7,8 @@ import nbformat
 import pytest
 from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
+from pqstudy.study.kernel import kernel_name
+from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC
 from pqstudy.study.notebooks_gen import NOTEBOOKS, build_notebook, notebook_path
 
 pytestmark = pytest.mark.usefixtures("pqstudy_kernel")  # notebooks run on this interpreter (tests/conftest.py)
@@ -24,7 +26,7 @@ def test_committed_notebook_is_the_generated_one_without_outputs(name):
     assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
         (c.cell_type, c.source, c.metadata.get("tags")) for c in generated.cells
     ], "regenerate: python -m pqstudy.study.notebooks_gen"
-    assert nb.metadata["kernelspec"]["name"] == "pqstudy"
+    assert nb.metadata["kernelspec"] == NOTEBOOK_KERNELSPEC
     assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -47,7 +49,7 @@ def test_notebook_runs_under_papermill(name, results, tmp_path):
     out = tmp_path / f"{name}.ipynb"
     papermill.execute_notebook(str(notebook_path(name)), str(out), parameters={"results_dir": str(results),
                                                                                 **RUNS[name]},
-                               kernel_name="pqstudy", progress_bar=False, cwd=str(tmp_path))
+                               kernel_name=kernel_name(), progress_bar=False, cwd=str(tmp_path))
     executed = nbformat.read(str(out), as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.get("output_type") == "error" for o in outputs)

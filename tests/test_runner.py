@@ -16,7 +16,7 @@ import pytest
 
 from pqstudy.config import apply_overrides, get_profile, run_id, to_params
 from pqstudy.study import load_runs, parse_shard, record_run, run_sweep, runs_dataframe, select_shard
-from pqstudy.study.notebook import NOTEBOOK, build_notebook, parameter_names
+from pqstudy.study.notebook import NOTEBOOK, NOTEBOOK_KERNELSPEC, build_notebook, parameter_names
 
 TINY = {"train.steps": "3", "train.batch_size": "8", "train.eval_limit": "16", "train.eval_metrics": "",
         "train.eval_batch_size": "16", "train.history_every": "1"}
@@ -80,7 +80,7 @@ def test_notebook_parameters_cell_lists_exactly_the_config_fields():
 
 def test_committed_notebook_has_no_outputs():
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "pqstudy"
+    assert nb.metadata["kernelspec"] == NOTEBOOK_KERNELSPEC
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None

@@ -17,7 +17,13 @@ from pqstudy.config import SECTIONS, RunConfig, from_params, get_profile, to_par
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train_eval.ipynb"
-KERNEL = "pqstudy"
+# The kernel the committed notebooks name: the native "python3" kernel of the Jupyter that opens them, i.e. that
+# environment's own interpreter (jupyter_client runs a "python" kernel with its sys.executable, and inside a venv
+# the venv's kernel specs come before the user's), so JupyterLab started from this checkout's .venv/bin/jupyter and
+# .venv/bin/papermill run this checkout's code. This checkout's named kernel (pqstudy.study.kernel: "pqstudy
+# (<path>)" in JupyterLab) is the one the sweep runner asks for by name. A per-checkout name here would make the
+# committed notebooks differ between checkouts.
+NOTEBOOK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 # Parameters of the notebook that are not config fields: name → (default source, comment).
 EXTRA_PARAMETERS = {
@@ -119,7 +125,7 @@ def build_notebook():
 
 
 def notebook_from_cells(cells):
-    """An nbformat notebook (no outputs, kernel ``pqstudy``) from ``(kind, tags, source)`` triples."""
+    """An nbformat notebook (no outputs, kernel ``NOTEBOOK_KERNELSPEC``) from ``(kind, tags, source)`` triples."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -129,7 +135,7 @@ def notebook_from_cells(cells):
         if tags:
             cell.metadata["tags"] = list(tags)
         nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "pqstudy", "language": "python"}
+    nb.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     nb.nbformat, nb.nbformat_minor = 4, 4  # minor 4: no cell ids, so regeneration gives identical files
     return nb

@@ -1,9 +1,9 @@
 """The analysis notebooks: ``ablation``, ``codebook_analysis``, ``tables`` and ``paper_figures``.
 
 Each is thin (its cells call ``pqstudy.plots`` and ``pqstudy.study.report`` / ``verdicts``), has one cell tagged
-``parameters`` (papermill), runs on the ``pqstudy`` kernel, and is committed without outputs. They are generated:
-``python -m pqstudy.study.notebooks_gen`` rewrites ``notebooks/<name>.ipynb``; ``tests/test_notebooks.py`` checks
-that the committed files are the generated ones and runs each under papermill.
+``parameters`` (papermill), names the ``python3`` kernel (``notebook.NOTEBOOK_KERNELSPEC`` says why), and is committed
+without outputs. They are generated: ``python -m pqstudy.study.notebooks_gen`` rewrites ``notebooks/<name>.ipynb``;
+``tests/test_notebooks.py`` checks that the committed files are the generated ones and runs each under papermill.
 """
 
 from __future__ import annotations

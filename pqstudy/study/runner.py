@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params, validate
 from pqstudy.runio import read_json
-from pqstudy.study.notebook import KERNEL, NOTEBOOK, REPO_ROOT
+from pqstudy.study.kernel import kernel_name, require_kernel
+from pqstudy.study.notebook import NOTEBOOK, REPO_ROOT
 from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
 
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -157,7 +158,7 @@ def run_grids(
     runs_root: str | os.PathLike = "runs",
     papermill_dir: str | os.PathLike = "papermill_runs",
     shard=None,
-    kernel: str = KERNEL,
+    kernel: str | None = None,
     progress: bool = True,
     jobs: int = 1,
     notebook: str | os.PathLike = NOTEBOOK,
@@ -169,7 +170,8 @@ def run_grids(
     A config shared by several grids runs once, under the first grid that lists it (its notebook goes to
     ``<papermill_dir>/<that grid>/``), and its run file lists every grid. Relative paths are taken from the working
     directory. ``jobs > 1`` runs that many notebooks at once in worker processes, each kernel limited to
-    ``cpus // jobs`` threads through ``OMP_NUM_THREADS`` (unless already set).
+    ``cpus // jobs`` threads through ``OMP_NUM_THREADS`` (unless already set). ``kernel`` defaults to this
+    checkout's own Jupyter kernel (``pqstudy.study.kernel``); a missing kernel is an error before any run starts.
     """
     for grid_name in grids:
         if not GRID_NAME.fullmatch(grid_name or ""):
@@ -210,6 +212,7 @@ def run_grids(
         say(f"[{position}/{total}] {result['run_id']} {status} ({result['seconds']:.1f} s){detail}")
 
     cwd = REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd()
+    kernel = kernel or kernel_name()
     jobs_todo = []
     for position, cfg in enumerate(selected, 1):
         rid = run_id(cfg)
@@ -239,6 +242,8 @@ def run_grids(
             "results_dir": str(results_dir), "grid": grid_name,
         }))
 
+    if jobs_todo:
+        require_kernel(kernel)
     if jobs == 1 or len(jobs_todo) <= 1:
         for position, job in jobs_todo:
             say(f"[{position}/{total}] {job['run_id']} running → {job['label']}")
