@@ -1,11 +1,12 @@
 """A real browser: JupyterLab in headless Chromium runs ``notebooks/train_eval.ipynb`` at smoke scale.
 
 The notebook is copied into a temporary root with a papermill-style injected parameters cell (smoke profile, a few
-steps, run and results directories inside the temporary root) and this checkout's kernel in its metadata. JupyterLab
-serves that root on 127.0.0.1 (a free port, a token, no browser); Chromium, driven by selenium through Debian's
-chromedriver, opens the notebook, runs every cell from the Run menu and saves it from the File menu. The test checks
-that the notebook's session runs this checkout's kernel, that a figure is rendered (an ``<img>`` in an output area),
-that no cell errored (in the page and in the saved file), and saves a screenshot (its path is printed).
+steps, run and results directories inside the temporary root). JupyterLab serves that root on 127.0.0.1 (a free port,
+a token, no browser); Chromium, driven by selenium through Debian's chromedriver, opens the notebook, selects this
+checkout's kernel as a user does (Kernel → Change Kernel…, by its display name), runs every cell from the Run menu and
+saves the notebook from the File menu. The test checks that the notebook's session runs this checkout's kernel, that a
+figure is rendered (an ``<img>`` in an output area), that no cell errored (in the page and in the saved file), and
+saves a screenshot (its path is printed).
 
 The browser comes from ``apt-get install chromium chromium-driver`` (``setup.sh`` installs it where missing and it
 can); without it the test skips saying so, unless ``PQSTUDY_REQUIRE_BROWSER=1`` (set by ``.ci/run``), where it fails.
@@ -32,7 +33,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train_eval.ipynb"
-KERNEL = "pqstudy"  # the name the pqstudy_kernel fixture registers
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -92,13 +92,13 @@ def _free_port() -> int:
 
 
 def _prepare_root(root: Path, run_dir: Path, results_dir: Path) -> Path:
-    """The notebook copied into ``root`` with injected parameters and this checkout's kernel in its metadata."""
+    """The notebook copied into ``root`` with injected parameters (its kernel metadata kept as committed)."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     nb = load_notebook_node(str(NOTEBOOK))
     params = {**PARAMETERS, "run_dir": str(run_dir), "results_dir": str(results_dir)}
-    nb = parameterize_notebook(nb, params, kernel_name=KERNEL, language="python")
+    nb = parameterize_notebook(nb, params)
     path = root / NOTEBOOK.name
     nbformat.write(nb, path)
     return path
@@ -247,10 +247,13 @@ def _wait_for_run_all(browser, n_cells: int) -> list[str]:
 
 def test_jupyterlab_runs_train_eval_notebook_in_chromium(tmp_path, pqstudy_kernel, capsys):
     chromium, driver = _browser_or_skip()
+    from jupyter_client.kernelspec import KernelSpecManager
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
+    kernel = pqstudy_kernel  # this checkout's kernel name (pqstudy.study.kernel.kernel_name()), running this Python
+    display_name = KernelSpecManager().get_kernel_spec(kernel).display_name
     root, state = tmp_path / "lab", tmp_path / "state"
     root.mkdir()
     notebook = _prepare_root(root, run_dir=root / "run", results_dir=root / "results")
@@ -262,9 +265,14 @@ def test_jupyterlab_runs_train_eval_notebook_in_chromium(tmp_path, pqstudy_kerne
             wait = WebDriverWait(browser, PAGE_LOAD_S)
             browser.get(f"{base}/lab/tree/{notebook.name}?token={token}")
             wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")))
-            # the kernel named in the notebook starts without a "Select Kernel" dialog, and it is this checkout's
+            # whatever kernel the notebook names starts; then the user picks this checkout's in Kernel → Change Kernel
             wait.until(lambda b: _session_kernels(base, token, notebook.name))
-            assert _session_kernels(base, token, notebook.name) == [KERNEL]
+            _click_menu(browser, wait, "Kernel", "Change Kernel…")
+            choice = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Dialog select")))
+            Select(choice).select_by_visible_text(display_name)
+            browser.find_element(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept").click()
+            wait.until(lambda b: _session_kernels(base, token, notebook.name) == [kernel])
+            wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".jp-Toolbar-kernelName").text == display_name)
             wait.until(
                 lambda b: (
                     b.find_element(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator").get_attribute("data-status")
@@ -291,6 +299,7 @@ def test_jupyterlab_runs_train_eval_notebook_in_chromium(tmp_path, pqstudy_kerne
     saved = nbformat.read(notebook, as_version=4)
     outputs = [out for cell in saved.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert [out for out in outputs if out.output_type == "error"] == []
+    assert saved.metadata.kernelspec.name == kernel
     assert any("image/png" in out.get("data", {}) for out in outputs)
     assert (root / "results" / "runs").is_dir() and (root / "run" / "metrics.json").is_file()
     assert screenshot.stat().st_size > 10_000
