@@ -78,7 +78,7 @@ def cmd_figures(args) -> int:
     from pqstudy.plots import make_all_figures
     from pqstudy.study.regenerate import default_results_dir
 
-    results = args.results or default_results_dir(args.profile)
+    results = args.results or default_results_dir(args.profile, args.data)
     paths = make_all_figures(results, tsne=not args.no_tsne, profile=args.profile)
     for path in paths:
         print(path)
@@ -90,7 +90,7 @@ def cmd_report(args) -> int:
     from pqstudy.study.report import write_report
     from pqstudy.study.store import write_runs_csv
 
-    results = args.results or default_results_dir(args.profile)
+    results = args.results or default_results_dir(args.profile, args.data)
     write_runs_csv(results)
     print(write_report(results, profile=args.profile))
     return 0
@@ -146,12 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="every figure from a results dir (results files only)")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--data", default=None, metavar="NAME", help="the dataset a study or sweep --data ran on: its "
+                   "default results dir, results/<profile>-<dataset>/")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (the slow one)")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("report", help="runs.csv and REPORT.md, with verdicts computed from the runs")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--data", default=None, metavar="NAME", help="the dataset a study or sweep --data ran on: its "
+                   "default results dir, results/<profile>-<dataset>/")
     p.set_defaults(func=cmd_report)
     return parser
 

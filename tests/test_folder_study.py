@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pqstudy.cli import main
+from pqstudy.cli import build_parser, main
 from pqstudy.codebook_init import build_codebook, cache_path
 from pqstudy.config import DataConfig, QuantizerConfig, apply_overrides, get_profile
 from pqstudy.data import DatasetNotFoundError
@@ -115,6 +115,8 @@ def test_default_results_dir_names_the_dataset(image_folder):
     assert default_results_dir("smoke", "cifar10") == Path("results/smoke-cifar10")
     folder = default_results_dir("smoke", f"folder:{image_folder}")
     assert folder.parent == Path("results") and folder.name.startswith("smoke-folder-imgs-")
+    for command in ("figures", "report"):  # they find a --data study's results the same way
+        assert build_parser().parse_args([command, "--data", f"folder:{image_folder}"]).data == f"folder:{image_folder}"
 
 
 def test_check_data_names_the_bad_path(tmp_path, image_folder):
