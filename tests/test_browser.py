@@ -123,6 +123,14 @@ def _api(url: str, timeout: float = 5.0):
         return json.loads(response.read())
 
 
+def _saved_after_run(path: Path) -> bool:
+    """Whether the file on disk holds the executed notebook (False while it is absent, stale or half-written)."""
+    try:
+        return all(c.get("execution_count") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    except (OSError, ValueError):
+        return False
+
+
 def _session_kernels(base: str, token: str, name: str) -> list[str]:
     """The kernel names of the server's sessions of notebook ``name``."""
     return [
@@ -288,7 +296,7 @@ def test_jupyterlab_runs_train_eval_notebook_in_chromium(tmp_path, pqstudy_kerne
                 time.sleep(0.5)
             browser.save_screenshot(str(screenshot))
             _click_menu(browser, wait, "File", "Save Notebook")
-            wait.until(lambda b: nbformat.read(notebook, as_version=4).cells[-1].get("execution_count"))
+            wait.until(lambda b: _saved_after_run(notebook))
         finally:
             browser.quit()
     with capsys.disabled():
