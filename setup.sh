@@ -17,5 +17,16 @@ fi
 # Offline, setup still succeeds: those metrics are then recorded as missing with the reason.
 .venv/bin/pqstudy weights install --quiet || echo "setup: reference-network weights not installed (above); LPIPS," \
   "rFID and KID will be recorded as missing with the reason. Retry: .venv/bin/pqstudy weights install" >&2
+# The browser test (tests/test_browser.py) drives JupyterLab with Debian's headless Chromium: install it where missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver for the browser test (apt-get)" >&2
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+      || echo "setup: could not install chromium; tests/test_browser.py will skip" >&2
+  else
+    echo "setup: chromium/chromium-driver missing; tests/test_browser.py will skip (as root: apt-get install -y chromium chromium-driver)" >&2
+  fi
+fi
 .venv/bin/python -m pqstudy.study.kernel install  # this checkout's own kernel, inside .venv: "pqstudy (<path>)"
 .venv/bin/python -c "import pqstudy, torch, torchvision, lpips, torch_fidelity, open_clip; print('pqstudy ready: torch', torch.__version__)"

@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from pathlib import Path
 
-    from pqstudy.evaluate import evaluate
+    from pqstudy.evaluate import evaluate, metrics_path
 
     check_device(args.device, "--device")
     if not Path(args.run_dir).is_dir():
@@ -42,6 +42,7 @@ def cmd_eval(args) -> int:
         raise FileNotFoundError(f"run directory {args.run_dir} {state}")
 
     metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
+    print(f"{args.split} split → {metrics_path(args.run_dir, args.split)}", file=sys.stderr)
     _print_metrics(metrics)
     return 0
 
@@ -67,14 +68,19 @@ def cmd_weights(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from pqstudy.study.grids import grid_configs
+    from pqstudy.study.grids import check_data, grid_configs, read_grid_file
     from pqstudy.study.regenerate import default_results_dir
     from pqstudy.study.runner import parse_shard, run_sweep
 
     shard = parse_shard(args.shard)
-    results = args.results or default_results_dir(args.profile)
+    if args.grid.endswith(".json"):
+        grid, configs = read_grid_file(args.grid, args.profile, args.data)
+    else:
+        grid, configs = args.grid, grid_configs(args.grid, args.profile, args.data)
+    check_data(configs)
+    results = args.results or default_results_dir(args.profile, args.data)
     _check_study_dirs(args, results)
-    summary = run_sweep(args.grid, grid_configs(args.grid, args.profile), results_dir=results, runs_root=args.runs,
+    summary = run_sweep(grid, configs, results_dir=results, runs_root=args.runs,
                         papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 1 if summary["failed"] else 0
@@ -85,10 +91,10 @@ def cmd_study(args) -> int:
     from pqstudy.study.runner import parse_shard
 
     shard = parse_shard(args.shard)
-    _check_study_dirs(args, args.results or default_results_dir(args.profile))
+    _check_study_dirs(args, args.results or default_results_dir(args.profile, args.data))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
     study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
-                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet)
+                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
@@ -97,7 +103,7 @@ def cmd_figures(args) -> int:
     from pqstudy.plots import make_all_figures
     from pqstudy.study.regenerate import default_results_dir
 
-    results = args.results or default_results_dir(args.profile)
+    results = args.results or default_results_dir(args.profile, args.data)
     paths = make_all_figures(results, tsne=not args.no_tsne, profile=args.profile)
     for path in paths:
         print(path)
@@ -109,7 +115,7 @@ def cmd_report(args) -> int:
     from pqstudy.study.report import write_report
     from pqstudy.study.store import write_runs_csv
 
-    results = args.results or default_results_dir(args.profile)
+    results = args.results or default_results_dir(args.profile, args.data)
     report = write_report(results, profile=args.profile)  # first: it refuses to replace a report with an empty one
     write_runs_csv(results)
     print(report)
@@ -134,6 +140,9 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
     p.add_argument("--runs", default="runs", help="where run directories (checkpoints) go")
     p.add_argument("--papermill-dir", default="papermill_runs", help="where executed notebooks go")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="run on this dataset instead of the profile's: cifar10, photos, imagenet, ffhq or folder:PATH "
+                        "(default results dir: results/<profile>-<dataset>/)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -152,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="re-evaluate a run directory")
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=["train", "test"],
+                   help="test → metrics.json (the recorded metrics), train → metrics_train.json")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -168,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("sweep", help="run one grid: one papermill notebook per config")
-    p.add_argument("grid", help="grid name (see pqstudy.study.grids.GRIDS)")
+    p.add_argument("grid", help="grid name (see pqstudy.study.grids.GRIDS), or a grid file GRID.json (see README)")
     _study_options(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -180,12 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="every figure from a results dir (results files only)")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--data", default=None, metavar="NAME", help="the dataset a study or sweep --data ran on: its "
+                   "default results dir, results/<profile>-<dataset>/")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (the slow one)")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("report", help="runs.csv and REPORT.md, with verdicts computed from the runs")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--results", default=None, help="results dir (default: results/, or results/<profile>/)")
+    p.add_argument("--data", default=None, metavar="NAME", help="the dataset a study or sweep --data ran on: its "
+                   "default results dir, results/<profile>-<dataset>/")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -132,14 +132,21 @@ def load_model(run_dir: str | os.PathLike, device="cpu") -> tuple[torch.nn.Modul
     return model.to(device).eval(), cfg
 
 
+def metrics_path(run_dir: str | os.PathLike, split: str = "test") -> Path:
+    """Where a run's metrics on ``split`` are stored: ``metrics.json`` for the test split (with the training
+    fields; what the results store and runs.csv read), ``metrics_<split>.json`` for any other split."""
+    return Path(run_dir) / ("metrics.json" if split == "test" else f"metrics_{split}.json")
+
+
 def evaluate(run_dir: str | os.PathLike, split: str = "test", device: str = "auto", progress: bool = True,
              write: bool = True) -> dict:
-    """Re-evaluate a run directory; with ``write`` its metrics.json is updated (training fields kept)."""
+    """Re-evaluate a run directory; with ``write`` the split's metrics file (``metrics_path``) is updated, keeping
+    its other fields: the test split's metrics.json keeps the training fields, and another split never touches it."""
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, dev)
     metrics = evaluate_model(model, cfg, dev, split=split, progress=progress)
-    path = run_dir / "metrics.json"
+    path = metrics_path(run_dir, split)
     if write:
         previous = read_json(path) if path.exists() else {}
         write_json(path, {**previous, **metrics})

@@ -8,10 +8,16 @@ schedule), the VQGAN-LC grids ``usage_steps`` (utilisation trends show within a 
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
+from pathlib import Path
 
 from pqstudy.config import RunConfig, apply_overrides, get_profile, validate
+
+FOLDER_PREFIX = "folder:"
 
 
 @dataclass(frozen=True)
@@ -178,10 +184,98 @@ GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
 }
 
 
-def grid_configs(name: str, profile: str) -> list[RunConfig]:
-    """The validated configs of grid ``name`` at ``profile``'s scale."""
+def grid_configs(name: str, profile: str, data: str | None = None) -> list[RunConfig]:
+    """The validated configs of grid ``name`` at ``profile``'s scale; ``data`` (a ``data.name``) replaces the
+    profile's dataset in every config."""
     if name not in GRIDS:
-        raise ValueError(f"grid {name!r}: unknown; choose one of {sorted(GRIDS)}")
+        raise ValueError(f"grid {name!r}: unknown; choose one of {sorted(GRIDS)}, or a grid file (*.json)")
     if profile not in SCALES:
         raise ValueError(f"profile {profile!r}: unknown; choose one of {sorted(SCALES)}")
-    return [validate(cfg) for cfg in GRIDS[name](profile)]
+    return with_data(GRIDS[name](profile), data)
+
+
+def with_data(configs: list[RunConfig], data: str | None = None) -> list[RunConfig]:
+    """The configs validated, each with ``data.name = data_name(data)`` when given."""
+    if data:
+        configs = [apply_overrides(cfg, {"data.name": data_name(data)}) for cfg in configs]
+    return [validate(cfg) for cfg in configs]
+
+
+def data_name(data: str) -> str:
+    """``data`` as a ``data.name`` that means the same from any working directory: ``folder:<path>`` gets an
+    absolute path (relative paths are taken from the working directory; notebooks run from the repository root)."""
+    if data.startswith(FOLDER_PREFIX) and len(data) > len(FOLDER_PREFIX):
+        return FOLDER_PREFIX + str(Path(data[len(FOLDER_PREFIX) :]).expanduser().resolve())
+    return data
+
+
+def check_data(configs: list[RunConfig]) -> None:
+    """Fail early, with the dataset's own message, when a dataset of ``configs`` cannot be read: one training image
+    of each distinct dataset is loaded (a folder is scanned, CIFAR-10 downloaded where allowed)."""
+    from pqstudy.data import load_dataset
+
+    seen = set()
+    for cfg in configs:
+        probe = replace(cfg.data, train_limit=1)
+        if astuple(probe) in seen:
+            continue
+        seen.add(astuple(probe))
+        load_dataset(probe, "train")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# custom grids: a JSON file
+
+
+GRID_FILE_KEYS = ("name", "steps", "set", "vary")
+
+
+def _grid_file_error(path: Path, why: str) -> ValueError:
+    return ValueError(f"grid file {path}: {why}. Expected a JSON object like "
+                      '{"name": "my-grid", "set": {"quantizer.kind": "pq"}, "vary": {"quantizer.codebook_size": '
+                      "[16, 64]}} (see README, \"A custom grid\")")
+
+
+def read_grid_file(path: str | os.PathLike, profile: str, data: str | None = None) -> tuple[str, list[RunConfig]]:
+    """A custom grid from a JSON file: ``(name, configs)``.
+
+    The file holds ``{"name": ..., "steps": ..., "set": {field: value}, "vary": {field: [values]}}``: every
+    combination of the ``vary`` values (the first field varies slowest), each on a base that starts like the
+    built-in grids' (plain VQ, the profile's study-scale extras, ``steps`` training steps, default the profile's
+    ``quality_steps``) with the ``set`` fields applied. ``name`` (default: the file's stem) names the grid's folder
+    of executed notebooks. Only ``vary`` is required.
+    """
+    path = Path(path)
+    if profile not in SCALES:
+        raise ValueError(f"profile {profile!r}: unknown; choose one of {sorted(SCALES)}")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise FileNotFoundError(f"grid file {path}: cannot be read ({err.strerror or err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _grid_file_error(path, f"not valid JSON ({err})") from None
+    if not isinstance(spec, dict):
+        raise _grid_file_error(path, f"holds a {type(spec).__name__}, not an object")
+    unknown = sorted(set(spec) - set(GRID_FILE_KEYS))
+    if unknown:
+        raise _grid_file_error(path, f"unknown key(s) {unknown}; allowed: {list(GRID_FILE_KEYS)}")
+    name = spec.get("name", path.stem)
+    steps = spec.get("steps", SCALES[profile].quality_steps)
+    fixed, vary = spec.get("set", {}), spec.get("vary")
+    if not isinstance(name, str) or not name:
+        raise _grid_file_error(path, f'"name" must be a non-empty string, got {name!r}')
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise _grid_file_error(path, f'"steps" must be a positive integer, got {steps!r}')
+    if not isinstance(fixed, dict):
+        raise _grid_file_error(path, f'"set" must be an object of field: value, got {fixed!r}')
+    if not isinstance(vary, dict) or not vary:
+        raise _grid_file_error(path, '"vary" must be a non-empty object of field: [values]')
+    for field, values in vary.items():
+        if not isinstance(values, list) or not values:
+            raise _grid_file_error(path, f'"vary" {field!r} must be a non-empty list of values, got {values!r}')
+    configs = []
+    for combination in itertools.product(*vary.values()):
+        fields = {**fixed, **dict(zip(vary, combination, strict=True))}
+        configs.append(_base(profile, steps, **fields))
+    return name, with_data(configs, data)
+

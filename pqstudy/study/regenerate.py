@@ -8,34 +8,54 @@ picks up where it stopped), writes ``results/runs.csv``, every figure, ``results
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
 import torch
 
+from pqstudy.config import get_profile
 from pqstudy.runio import write_json
-from pqstudy.study.grids import GRIDS, grid_configs
+from pqstudy.study.grids import FOLDER_PREFIX, GRIDS, check_data, data_name, grid_configs
 from pqstudy.study.runner import run_grids
 from pqstudy.study.store import write_runs_csv
 
 
-def default_results_dir(profile: str) -> Path:
-    """``results/`` for the default profile (committed), ``results/<profile>/`` for the others."""
+def default_results_dir(profile: str, data: str | None = None) -> Path:
+    """``results/`` for the default profile (committed), ``results/<profile>/`` for the others; with another dataset
+    than the profile's (``data``, a ``data.name``), ``results/<profile>-<dataset slug>/``."""
+    if data and data_name(data) != get_profile(profile).data.name:
+        return Path("results") / f"{profile}-{data_slug(data_name(data))}"
     return Path("results") if profile == "default" else Path("results") / profile
+
+
+def data_slug(name: str) -> str:
+    """A folder-name slug for a ``data.name``: ``cifar10``, or ``folder-<folder name>-<6 hex of its path>``."""
+    if not name.startswith(FOLDER_PREFIX):
+        return name
+    path = name[len(FOLDER_PREFIX) :]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).name).strip("-.") or "root"
+    return f"folder-{stem}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
 
 
 def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
               papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2, grids: list[str] | None = None,
-              shard=None, progress: bool = True) -> dict:
-    """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict."""
+              shard=None, progress: bool = True, data: str | None = None) -> dict:
+    """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict.
+
+    ``data`` (a ``data.name``: ``cifar10``, ``photos``, ``folder:<path>``, ...) runs every grid on that dataset
+    instead of the profile's; it is checked (one image loaded) before any run or output directory.
+    """
     from pqstudy.plots import make_all_figures
     from pqstudy.study.report import write_report
 
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(profile)
     names = list(grids) if grids else list(GRIDS)
-    configs = {name: grid_configs(name, profile) for name in names}  # every config validated before any run
+    configs = {name: grid_configs(name, profile, data) for name in names}  # every config validated before any run
+    check_data([cfg for grid in configs.values() for cfg in grid])
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(profile, data)
     started = time.perf_counter()
     summary = run_grids(configs, results_dir=results_dir, runs_root=runs_root, papermill_dir=papermill_dir,
                         shard=shard, jobs=jobs, progress=progress)
@@ -44,6 +64,7 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
     figures = make_all_figures(results_dir, profile=profile)
     study = {
         "profile": profile,
+        "data": data_name(data) if data else get_profile(profile).data.name,
         "grids": names,
         "runs": summary["total"],
         "ran": summary["ran"],
