@@ -39,6 +39,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pqstudy.config import ConfigError, DataConfig, data_root
+from pqstudy.safe_pickle import load_numpy_pickle
 
 SPLITS = ("train", "test")
 ENV_VAR = "PQSTUDY_DATA_DIR"
@@ -263,51 +264,6 @@ class CorruptDataError(ValueError):
     the file)."""
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    """Admits exactly what a CIFAR-10 python batch needs: numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` (under
-    numpy 1's and numpy 2's module names), ``_codecs.encode`` restricted to latin-1 and ``bytes()`` without arguments
-    (how Python 3 writes bytes in pickle protocol 2), besides the plain containers and scalars pickle builds without
-    any global. Every other global (``os.system``, ``builtins.open``, ``eval``, ...) is refused before anything is
-    called."""
-
-    def find_class(self, module: str, name: str):
-        found = _cifar_globals().get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(f"refused global {module}.{name} (a CIFAR-10 batch holds only numpy arrays, "
-                                         "lists, bytes and numbers)")
-        return found
-
-
-def _cifar_globals() -> dict:
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-        ("__builtin__", "bytes"): _empty_bytes,
-        ("builtins", "bytes"): _empty_bytes,
-    }
-
-
-def _empty_bytes(*args) -> bytes:
-    """``bytes()`` for the one use pickle protocol 2 makes of it: an empty bytes object (an empty array's data)."""
-    if args:
-        raise pickle.UnpicklingError("refused bytes(...) with arguments: only b'' is expected")
-    return b""
-
-
-def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` for the one use pickle makes of it (bytes in protocol 2): latin-1 text → bytes."""
-    if not isinstance(text, str) or encoding.replace("_", "-").lower() not in ("latin1", "latin-1", "iso-8859-1"):
-        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r}): only latin-1 bytes are expected")
-    return text.encode("latin-1", errors="strict")
-
-
 _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime) → how the file was checked, for this process
 
 
@@ -361,10 +317,10 @@ def _load_cifar10(cfg: DataConfig, split: str, limit: int) -> ImageDataset:
 def read_cifar_batch(path: Path) -> np.ndarray:
     """One python batch: a pickled dict whose ``data`` is N×3072 uint8, channel-major → (N, 3, 32, 32).
 
-    The file is untrusted input. It is unpickled by ``_CifarUnpickler``, which refuses every global except numpy's
-    array reconstruction, so a pickle payload (``__reduce__`` → ``os.system``, ``open``, ...) is never called; then
-    the structure is checked: a dict with ``data`` (N×3072 uint8, N > 0) and ``labels`` (N integers in 0..9).
-    Anything else raises ``CorruptDataError`` naming the file.
+    The file is untrusted input. It is unpickled by :func:`pqstudy.safe_pickle.load_numpy_pickle`, which refuses
+    every global except numpy's array reconstruction, so a pickle payload (``__reduce__`` → ``os.system``,
+    ``open``, ...) is never called; then the structure is checked: a dict with ``data`` (N×3072 uint8, N > 0) and
+    ``labels`` (N integers in 0..9). Anything else raises ``CorruptDataError`` naming the file.
 
     Checksums are checked by the caller (``cifar_batch_provenance``): the official release's md5s and the sha256s of
     known re-ordered copies are accepted silently; any other file (a copy re-pickled elsewhere, a subset) still
@@ -372,8 +328,7 @@ def read_cifar_batch(path: Path) -> np.ndarray:
     provenance is unknown.
     """
     try:
-        with open(path, "rb") as f:
-            batch = _CifarUnpickler(f, encoding="bytes").load()
+        batch = load_numpy_pickle(path)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             MemoryError, UnicodeDecodeError) as err:
         raise CorruptDataError(f"CIFAR-10 batch {path} is corrupt, truncated or not a CIFAR-10 batch: "
