@@ -108,6 +108,8 @@ def _diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
 def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool, progress: bool,
            stop_at: int | None) -> dict:
     t, rid = cfg.train, run_id(cfg)
+    for stale in out.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock, so it is dead
+        stale.unlink(missing_ok=True)
     ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
     if ckpt is not None and ckpt["run_id"] != rid:
         raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")

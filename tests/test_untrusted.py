@@ -100,6 +100,7 @@ def fake_run_dir(path: Path, checkpoint_bytes: bytes | None = None, state=None) 
     return path
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the raw pickle's protocol 4
 @pytest.mark.parametrize("kind", ["torch-zip", "raw-pickle"])
 @pytest.mark.parametrize("which", [0, 1])
 def test_checkpoint_payload_is_refused_everywhere(tmp_path, capsys, kind, which):
