@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pqstudy.config import DataConfig, data_root
+from pqstudy.config import DataConfig
 from pqstudy.data import (
     CIFAR_FILES,
     IMAGE_EXTENSIONS,
@@ -27,6 +27,7 @@ from pqstudy.data import (
     DatasetNotFoundError,
     _cifar_folder,
     _package_file,
+    resolve_data_root,
 )
 
 FOLDER_PREFIX = "folder:"
@@ -38,7 +39,7 @@ def dataset_folder(cfg: DataConfig) -> Path | None:
     if cfg.name.startswith(FOLDER_PREFIX):
         return Path(cfg.name[len(FOLDER_PREFIX) :]).expanduser()
     if cfg.name in NAMED_FOLDERS:
-        return Path(data_root(cfg)).expanduser() / cfg.name
+        return resolve_data_root(cfg) / cfg.name  # as load_dataset finds it
     return None
 
 
