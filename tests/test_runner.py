@@ -212,12 +212,14 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(sweep):
     assert second_try > first_try and bad["finished_at"] == second_try
 
 
+# One more run than the most a sweep of 2 jobs can finish before it is killed: the restart always has work left.
+KILL_SEEDS = (20, 21, 22)
 KILL_SCRIPT = """
 from pqstudy.config import apply_overrides, get_profile
 from pqstudy.study import run_sweep
 
 base = {tiny!r}
-configs = [apply_overrides(get_profile("smoke"), {{**base, "train.seed": str(seed)}}) for seed in (20, 21, 22, 23)]
+configs = [apply_overrides(get_profile("smoke"), {{**base, "train.seed": str(seed)}}) for seed in {seeds!r}]
 print(run_sweep("kill", configs, progress=False, jobs={jobs}))
 """
 
@@ -237,7 +239,7 @@ def _marked_processes(marker: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find orphaned kernels")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path, jobs):
-    script = KILL_SCRIPT.format(tiny=TINY, jobs=jobs)
+    script = KILL_SCRIPT.format(tiny=TINY, jobs=jobs, seeds=KILL_SEEDS)
     runs = tmp_path / "results" / "runs"
     marker = f"{os.getpid()}-{jobs}-{time.monotonic_ns()}"
     env = {**os.environ, "PQSTUDY_TEST_SWEEP": marker}
@@ -263,13 +265,14 @@ def test_sweep_killed_and_restarted_loses_and_duplicates_nothing(tmp_path, jobs)
                           text=True, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
-    assert summary["skipped"] == len(first) and summary["ran"] == 4 - len(first) and summary["failed"] == 0
+    n = len(KILL_SEEDS)
+    assert summary["skipped"] == len(first) and summary["ran"] == n - len(first) and summary["failed"] == 0
     records = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
-    assert len(records) == 4 and all(r["status"] == "ok" and r["grids"] == ["kill"] for r in records.values())
+    assert len(records) == n and all(r["status"] == "ok" and r["grids"] == ["kill"] for r in records.values())
     for rid, before in first.items():
         assert records[rid]["finished_at"] == before["finished_at"]  # finished runs were not executed again
     frame = pd.read_csv(tmp_path / "results" / "runs.csv")
-    assert len(frame) == 4 and frame["run_id"].is_unique and set(frame["run_id"]) == set(records)
+    assert len(frame) == n and frame["run_id"].is_unique and set(frame["run_id"]) == set(records)
     assert not list(runs.glob(".*.tmp"))
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from pqstudy.config import run_id
 from pqstudy.study.grids import GRIDS, SCALES, grid_configs
-from pqstudy.study.regenerate import default_results_dir, run_study
+from pqstudy.study.regenerate import default_results_dir
+from pqstudy.study.runner import run_grids
 
 
 @pytest.mark.parametrize("profile", sorted(SCALES))
@@ -46,7 +47,7 @@ def test_results_dir_per_profile():
     assert str(default_results_dir("smoke")) == "results/smoke"
 
 
-def test_smoke_study_regenerates_everything(smoke_study, monkeypatch, tmp_path):
+def test_smoke_study_regenerates_everything(smoke_study, tmp_path):
     study, results, pm = smoke_study["study"], smoke_study["results"], smoke_study["papermill"]
     unique = {run_id(c) for name in GRIDS for c in grid_configs(name, "smoke")}
     assert study["profile"] == "smoke" and study["runs"] == len(unique) and study["failed"] == 0
@@ -67,10 +68,11 @@ def test_smoke_study_regenerates_everything(smoke_study, monkeypatch, tmp_path):
     assert report.count("reproduced") + report.count("inconclusive") >= 8
     figures = {p.stem for p in (results / "figures").glob("*.png")}
     assert {"utilisation_vs_codebook_size", "psnr_vs_dim", "quality_vs_bits"} <= figures
-    # a second call, on a copy, finds every run finished and skips them all
+    # the grids run again, on a copy, find every run finished and skip them all (figures and report regenerated
+    # from a finished store: tests/test_fresh_clone.py)
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    again = run_study("smoke", results_dir=copy, runs_root=smoke_study["runs"], papermill_dir=pm, jobs=2,
-                      progress=False)
-    assert again["skipped"] == len(unique) and again["ran"] == 0
+    configs = {name: grid_configs(name, "smoke") for name in GRIDS}
+    again = run_grids(configs, results_dir=copy, runs_root=smoke_study["runs"], papermill_dir=pm, jobs=2,
+                      kernel="pqstudy-none-00000000", progress=False)  # no kernel: nothing may run
+    assert again["skipped"] == len(unique) and again["ran"] == 0 and again["failed"] == 0
