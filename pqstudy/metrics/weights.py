@@ -278,8 +278,8 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStat
         openai_file = openai_clip_cache() / os.path.basename(CLIP_OPENAI_URL)
         looked.append(str(openai_file))
         how = (
-            f"put {CLIP_HF_FILES[0]} (from {spec.url}) anywhere and set {spec.env_var}=<that file>, "
-            f"or put {os.path.basename(CLIP_OPENAI_URL)} (OpenAI's archive) in {openai_file.parent}/"
+            f"put {CLIP_HF_FILES[0]} (from {spec.url}) anywhere and set {spec.env_var}=<that file> (OpenAI's "
+            f"TorchScript {os.path.basename(CLIP_OPENAI_URL)} is refused: it cannot be loaded weights-only)"
         )
         return _status(spec, openai_file if openai_file.is_file() else None, looked, how,
                        source="user file (OpenAI archive)")
