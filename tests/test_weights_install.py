@@ -371,3 +371,22 @@ def test_bf16_is_never_chosen_without_native_bf16_and_calibrated_where_it_is(tmp
     (decision,) = decisions.values()
     assert precision == ("bf16" if decision["moved"] < distribution.BF16_TOLERANCE else "fp32")
     assert decision["images"] == 16 and "limit 0.5%" in why
+
+
+@pytest.mark.parametrize("network", ["inception", "lpips_alex", "clip"])
+def test_user_supplied_weight_files_are_loaded_weights_only(network, tmp_path, monkeypatch):
+    """A weights file from elsewhere that carries a pickle payload is refused with the reason; the payload never
+    runs (its marker file does not appear)."""
+    from pqstudy.metrics.cmmd import load_clip
+    from pqstudy.metrics.distribution import load_inception
+    from pqstudy.metrics.perceptual import load_lpips
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+    env = {"inception": "PQSTUDY_INCEPTION_WEIGHTS", "lpips_alex": "PQSTUDY_LPIPS_ALEX", "clip": "PQSTUDY_CLIP_WEIGHTS"}
+    monkeypatch.setenv(env[network], str(path))
+    loader = {"inception": load_inception, "lpips_alex": lambda: load_lpips("alex"), "clip": load_clip}[network]
+    model, reason = loader()
+    assert model is None and "failed to load" in reason and str(path) in reason
+    assert not marker.exists()

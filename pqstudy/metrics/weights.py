@@ -279,7 +279,7 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> WeightStat
         looked.append(str(openai_file))
         how = (
             f"put {CLIP_HF_FILES[0]} (from {spec.url}) anywhere and set {spec.env_var}=<that file> (OpenAI's "
-            f"TorchScript {os.path.basename(CLIP_OPENAI_URL)} is refused: it cannot be loaded weights-only)"
+            f"TorchScript archive, {openai_file}, is refused: it cannot be loaded weights-only)"
         )
         return _status(spec, openai_file if openai_file.is_file() else None, looked, how,
                        source="user file (OpenAI archive)")
