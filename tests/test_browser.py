@@ -236,7 +236,7 @@ ERRORS_JS = """
 return Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output'))
             .filter(e => (e.getAttribute('data-mime-type') || '').includes('stderr')
                          && /Traceback|\\b\\w*Error\\b/.test(e.textContent))
-            .map(e => e.textContent.slice(0, 500));
+            .map(e => e.textContent.trim().slice(-500));
 """
 
 
@@ -249,6 +249,9 @@ def _wait_for_run_all(browser, n_cells: int) -> list[str]:
         done = len(prompts) == n_cells and all(p.startswith("[") and p[1:-2].strip().isdigit() for p in prompts)
         if done:
             return prompts
+        errors = browser.execute_script(ERRORS_JS)
+        if errors and "[*]:" not in prompts:  # Run All stops at a failing cell: say which error, at once
+            raise AssertionError(f"a cell failed, the rest did not run (prompts {prompts}): {errors[0]}")
         time.sleep(1.0)
     raise TimeoutError(f"the notebook did not finish within {RUN_ALL_S} s; prompts: {prompts}")
 
