@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Under pytest-xdist (`-n 2 --dist loadgroup`, the default in pyproject.toml) each worker process is one of the 2
+# cores: one torch thread each. The files that share the session-wide smoke study are one xdist group
+# (`pytestmark` in test_study.py and test_fresh_clone.py), so it is built once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_configure(config):

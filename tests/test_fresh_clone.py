@@ -14,6 +14,8 @@ from pqstudy.cli import main
 from pqstudy.study.kernel import REPO_ROOT
 from pqstudy.study.report import EmptyReportError, write_report
 
+pytestmark = pytest.mark.xdist_group("smoke_study")  # one worker builds the shared smoke study once
+
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "-c", "init.defaultBranch=main",
        "-c", "commit.gpgsign=false"]
 RECORD_LIMIT = 256 * 1024  # bytes: a run record is config, metrics and curves, never weights

@@ -9,6 +9,8 @@ from pqstudy.study.grids import GRIDS, SCALES, grid_configs
 from pqstudy.study.regenerate import default_results_dir
 from pqstudy.study.runner import run_grids
 
+pytestmark = pytest.mark.xdist_group("smoke_study")  # one worker builds the shared smoke study once
+
 
 @pytest.mark.parametrize("profile", sorted(SCALES))
 @pytest.mark.parametrize("name", sorted(GRIDS))
