@@ -35,7 +35,7 @@ def pqstudy_kernel(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
     """One smoke-profile study (every grid through the sweep runner, then runs.csv, figures, REPORT.md), run once
-    for the whole session and shared by the tests that check it (tests/test_study.py, tests/test_fresh_clone.py).
+    for the whole session and shared by the tests that check it (tests/test_study.py).
     Returns ``{"study": study.json's dict, "results", "runs", "papermill"}`` (paths)."""
     from pqstudy.study.regenerate import run_study
 
@@ -61,9 +61,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# Under pytest-xdist (`-n 2 --dist loadgroup`, the default in pyproject.toml) each worker process is one of the 2
-# cores: one torch thread each. The files that share the session-wide smoke study are one xdist group
-# (`pytestmark` in test_study.py and test_fresh_clone.py), so it is built once.
+# Under pytest-xdist (`-n 2 --dist loadfile`, the default in pyproject.toml) each worker process is one of the 2
+# cores, with one torch thread, and each test file runs on one worker, so its fixtures are built once (the
+# session-wide smoke study is used by tests/test_study.py only). (`--dist loadgroup` does not group with pytest 9.)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
