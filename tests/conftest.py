@@ -99,3 +99,16 @@ def installed_weights():
             pytest.fail(message)
         pytest.skip(message)
     return directory
+
+
+@pytest.fixture(scope="session")
+def cifar_test():
+    """The CIFAR-10 test split as uint8 (10000, 3, 32, 32), from ``$PQSTUDY_DATA_DIR`` or ``../shared/data``; skips
+    where it is absent."""
+    from pqstudy.config import DataConfig
+    from pqstudy.data import load_dataset
+
+    root = Path(os.environ.get("PQSTUDY_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (root / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"CIFAR-10 not at {root}")
+    return load_dataset(DataConfig(name="cifar10", image_size=32, root=str(root)), "test").images

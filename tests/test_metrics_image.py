@@ -54,22 +54,13 @@ def test_perplexity_at_large_k_is_o_k_and_exact():
 
 
 @pytest.mark.parametrize("distortion", ["noise", "blur", "jpeg-like", "shift"])
-def test_ssim_matches_pytorch_msssim_on_cifar10(distortion):
+def test_ssim_matches_pytorch_msssim_on_cifar10(distortion, cifar_test):
     """The hand-written SSIM against an established implementation (pytorch-msssim: 11-tap Gaussian, σ 1.5, valid
     positions) on CIFAR-10 test images, to 1e-4."""
-    import os
-    from pathlib import Path
-
     import torchvision.transforms.functional as TF
     from pytorch_msssim import ssim as reference_ssim
 
-    from pqstudy.config import DataConfig
-    from pqstudy.data import load_dataset
-
-    root = Path(os.environ.get("PQSTUDY_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (root / "cifar-10-batches-py").is_dir():
-        pytest.skip(f"CIFAR-10 not at {root}")
-    x = load_dataset(DataConfig(name="cifar10", image_size=32, root=str(root)), "test").images[:32].float() / 255
+    x = cifar_test[:32].float() / 255
     g = torch.Generator().manual_seed(0)
     y = {
         "noise": lambda: (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1),

