@@ -427,11 +427,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     for name in ("eval_limit", "fid_samples", "history_every", "ckpt_every", "threads"):
         _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
     _require(t.threads >= 1, "train.threads", t.threads, "must be >= 1 (the count is part of the run id)")
-    unknown = [n for n in (n.strip() for n in t.eval_metrics.split(",")) if n and n not in EVAL_METRICS]
+    unknown = [n for n in eval_metric_names(t.eval_metrics) if n not in EVAL_METRICS]
     _require(not unknown, "train.eval_metrics", t.eval_metrics,
              f"unknown metric(s) {unknown}; a comma-separated subset of {','.join(EVAL_METRICS)}, or empty for none")
     check_device(t.device)
     return cfg
+
+
+def eval_metric_names(text: str) -> tuple[str, ...]:
+    """``train.eval_metrics`` ("lpips, rfid") as names, in order, blanks dropped."""
+    return tuple(n.strip() for n in str(text).split(",") if n.strip())
 
 
 def data_root(cfg: DataConfig) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pqstudy.config import RunConfig, from_dict
+from pqstudy.config import RunConfig, eval_metric_names, from_dict
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.metrics.image import psnr, ssim, to_unit
@@ -51,7 +51,7 @@ def reference_metrics(cfg: RunConfig, device, random_backbones: bool = False, da
 
 
 def requested_reference_metrics(cfg: RunConfig) -> tuple[str, ...]:
-    return tuple(n.strip() for n in cfg.train.eval_metrics.split(",") if n.strip())
+    return eval_metric_names(cfg.train.eval_metrics)
 
 
 def not_computed(cfg: RunConfig) -> dict:

@@ -21,7 +21,7 @@ import os
 import warnings
 from pathlib import Path
 
-from pqstudy.config import SECTIONS, RunConfig, run_id
+from pqstudy.config import SECTIONS, RunConfig, eval_metric_names, run_id
 from pqstudy.runio import atomic_write, read_json, write_json
 
 RUNS_SUBDIR = "runs"
@@ -173,7 +173,7 @@ def _row(run: dict) -> dict:
     row["train_seconds"] = metrics.get("train_seconds")
     for name in METRIC_COLUMNS:
         row[name] = metrics.get(name)
-    requested = {n.strip() for n in str(train_cfg.get("eval_metrics", "")).split(",") if n.strip()}
+    requested = set(eval_metric_names(train_cfg.get("eval_metrics", "")))
     for name in MISSING_REASON_COLUMNS:
         metric = name[: -len("_missing_reason")]
         row[name] = metrics.get(name) or metrics.get(f"{metric}_not_computed")  # missing weights | not computed
