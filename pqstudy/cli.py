@@ -94,7 +94,8 @@ def cmd_study(args) -> int:
     _check_study_dirs(args, args.results or default_results_dir(args.profile, args.data))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
     study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
-                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data)
+                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
+                      budget_minutes=args.budget_minutes)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
@@ -184,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("study", help="every grid, then figures and the report")
     p.add_argument("--grids", default=None, help="comma-separated subset of grids (default: all)")
+    p.add_argument("--budget-minutes", type=float, default=None, metavar="MIN",
+                   help="start no run after MIN minutes (default: 120 for the default profile, none otherwise); the "
+                        "runs left are deferred to the next study")
     _study_options(p)
     p.set_defaults(func=cmd_study)
 

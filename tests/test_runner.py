@@ -305,3 +305,15 @@ def test_two_sweeps_on_one_results_dir_run_each_config_once(tmp_path):
     assert executed == sorted(records) and len(executed) == 2  # each run's notebook ran in one sweep only
     assert all(r["status"] == "ok" and r["grids"] == ["two"] for r in records.values())
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_spent_budget_defers_runs_without_recording_them(tmp_path, jobs):
+    configs = [tiny(**{"train.seed": 5}), tiny(**{"train.seed": 6})]
+    paths = {"results_dir": tmp_path / "results", "runs_root": tmp_path / "runs", "papermill_dir": tmp_path / "pm"}
+    summary = run_sweep("grid-budget", configs, progress=False, jobs=jobs, budget_minutes=1e-9, **paths)
+    assert {k: summary[k] for k in ("total", "ran", "failed", "deferred")} == {"total": 2, "ran": 0, "failed": 0,
+                                                                                 "deferred": 2}
+    assert sorted(summary["deferred_runs"]) == sorted(run_id(c) for c in configs)
+    assert not list((tmp_path / "results").glob("runs/*.json"))  # nothing recorded: the next sweep runs them
+

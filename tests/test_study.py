@@ -2,8 +2,10 @@
 worker: ``--dist loadfile``): what it runs and records, and that a fresh clone of its results rebuilds them."""
 
 import json
+import math
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 
 from pqstudy.cli import main
 from pqstudy.config import run_id
-from pqstudy.study.grids import GRIDS, SCALES, grid_configs
+from pqstudy.study.grids import GRIDS, SCALES, grid_configs, rate_subspaces
 from pqstudy.study.kernel import REPO_ROOT
 from pqstudy.study.regenerate import default_results_dir
 from pqstudy.study.report import EmptyReportError, write_report
@@ -35,7 +37,62 @@ def test_grids_vary_what_they_say():
     ms = [c.quantizer.subspaces for c in grid_configs("pq-subspaces", "default")]
     assert ms == [1, 2, 4, 8]  # M = D = 8 is scalar quantisation
     inits = [c.quantizer.lc_init for c in grid_configs("lc-init", "default")]
-    assert inits == ["normal", "select", "kmeans"]
+    assert sorted(set(inits)) == ["feature-normal", "kmeans", "select", "uniform"]
+    rates = {(c.quantizer.kind, round(c.quantizer.subspaces * math.log2(c.quantizer.codebook_size), 6))
+             for c in grid_configs("rate-matched", "default")}
+    assert rates == {(k, b) for k in ("vq", "pq", "lc") for b in (10, 16)}
+
+
+def _seeds(configs, **where) -> dict:
+    """{config without its seed: sorted seeds} of the configs matching ``where`` (quantizer fields)."""
+    out = {}
+    for c in configs:
+        if all(getattr(c.quantizer, k) == v for k, v in where.items()):
+            key = run_id(replace(c, train=replace(c.train, seed=0)))
+            out.setdefault(key, []).append(c.train.seed)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize(("grid", "where"), [
+    ("pq-vs-vq-dim", {}),  # D = 8 and D = 32, VQ and PQ
+    ("pq-codebook-size", {"codebook_size": 16}), ("pq-codebook-size", {"codebook_size": 256}),
+    ("pq-codebook-size", {"codebook_size": 1024}),
+    ("lc-method-size", {"codebook_size": 1024}), ("lc-method-size", {"codebook_size": 100_000}),
+    ("lc-init", {"lc_init": "uniform"}), ("lc-init", {"lc_init": "select"}), ("lc-init", {"lc_init": "kmeans"}),
+    ("lc-projector", {}), ("lc-projected-dim", {"dim": 8}), ("lc-projected-dim", {"dim": 32}),
+    ("rate-matched", {}),
+])
+def test_every_verdict_point_has_three_seeds(grid, where):
+    seeds = _seeds(grid_configs(grid, "default"), **where)
+    assert seeds and all(v == [0, 1, 2] for v in seeds.values()), seeds
+
+
+def test_points_in_between_run_one_seed():
+    assert all(v == [0] for v in _seeds(grid_configs("pq-codebook-size", "default"), codebook_size=64).values())
+    assert all(v == [0] for v in _seeds(grid_configs("lc-method-size", "default"), codebook_size=16384).values())
+
+
+def test_every_default_run_trains_as_long():
+    steps = {c.train.steps for name in GRIDS for c in grid_configs(name, "default")}
+    assert steps == {800}
+
+
+def test_table_runs_get_rfid_and_kid_on_a_fixed_sample():
+    configs = {run_id(c): c for name in GRIDS for c in grid_configs(name, "default")}
+    table = [c for c in configs.values() if "rfid" in c.train.eval_metrics]
+    kinds = {(c.quantizer.kind, c.quantizer.codebook_size) for c in table}
+    assert kinds == {("vq", 1024), ("pq", 256), ("vq", 100_000), ("vq-fc", 100_000), ("vq-ema", 100_000),
+                     ("lc", 100_000)}
+    assert {c.train.fid_samples for c in table} == {SCALES["default"].table_fid_samples}
+    assert all(sorted(c.train.seed for c in table if (c.quantizer.kind, c.quantizer.codebook_size) == k) == [0, 1, 2]
+               for k in kinds)
+
+
+def test_lc_static_arm_uses_the_projector_arms_codebook():
+    static, projector, _ = (grid_configs("lc-projector", "default")[i] for i in (0, 3, 6))
+    assert static.quantizer.projector == "none" and projector.quantizer.projector == "linear"
+    for field in ("lc_source", "lc_init", "codebook_size", "lc_patch", "lc_samples", "lc_kmeans_iters"):
+        assert getattr(static.quantizer, field) == getattr(projector.quantizer, field), field
 
 
 def test_identical_configs_are_shared_between_grids():
@@ -43,6 +100,18 @@ def test_identical_configs_are_shared_between_grids():
     k_grid = {run_id(c) for c in grid_configs("pq-codebook-size", "default")}
     m_grid = {run_id(c) for c in grid_configs("pq-subspaces", "default")}
     assert dim_grid & k_grid and k_grid & m_grid  # PQ K=256, D=8, M=4 appears in all three
+    rate = {run_id(c) for c in grid_configs("rate-matched", "default")}
+    lc = {run_id(c) for c in grid_configs("lc-method-size", "default")}
+    assert rate & dim_grid and rate & k_grid and rate & lc  # VQ K=1024, PQ M=4 K=16 and LC K=1024 are shared
+    ablations = [{run_id(c) for c in grid_configs(g, "default")} for g in ("lc-init", "lc-projector",
+                                                                             "lc-projected-dim")]
+    assert all(a & lc for a in ablations)  # the LC k-means point at K = 100,000
+
+
+def test_rate_subspaces():
+    assert rate_subspaces(10, 8) == 2 and rate_subspaces(16, 8) == 4 and rate_subspaces(8, 8) == 2
+    with pytest.raises(ValueError, match="no PQ"):
+        rate_subspaces(6, 8)
 
 
 def test_unknown_grid_is_a_clear_error():
@@ -73,7 +142,7 @@ def test_smoke_study_regenerates_everything(smoke_study, tmp_path):
     report = (results / "REPORT.md").read_text()
     for name in GRIDS:
         assert f"### {name}" in report
-    assert report.count("reproduced") + report.count("inconclusive") >= 8
+    assert report.count("reproduced") + report.count("inconclusive") >= 9
     figures = {p.stem for p in (results / "figures").glob("*.png")}
     assert {"utilisation_vs_codebook_size", "psnr_vs_dim", "quality_vs_bits"} <= figures
     # the grids run again, on a copy, find every run finished and skip them all (figures and report regenerated

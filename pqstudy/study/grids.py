@@ -1,21 +1,30 @@
 """Named ablation grids: each a list of configs varying one thing against a fixed base.
 
 ``grid_configs(name, profile)`` gives the configs of one grid at one profile's scale; ``GRIDS`` lists them all.
-Identical configs in several grids have the same run id and run once. Every run of a grid gets the same training
-budget: the PQGAN grids and the continuous baselines train ``quality_steps`` (PSNR trends need the full cosine
-schedule), the VQGAN-LC grids ``usage_steps`` (utilisation trends show within a few hundred steps).
+Identical configs in several grids have the same run id and run once, so the grids share their common points.
+
+- Every run of the study trains the same number of steps (``StudyScale.steps``): the VQGAN-LC grids as long as the
+  PQGAN grids, so utilisation is not read off an unconverged model.
+- The PQGAN grids and the continuous baselines use PQGAN's quantiser recipe (``pqstudy.recipes.PQGAN``), the VQGAN-LC
+  grids VQGAN-LC's (``pqstudy.recipes.VQGAN_LC``): each paper's arms as its code has them.
+- Every point a verdict turns on (``pqstudy.study.verdicts``) runs ``StudyScale.seeds``; points in between run the
+  first seed only. The seed spreads of the compared points give the noise margins.
+- The comparison-table runs (each method at its paper setting, every seed) also get rFID and KID on
+  ``StudyScale.table_fid_samples`` images; LPIPS is computed for every run.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 from pqstudy.config import RunConfig, apply_overrides, get_profile, validate
+from pqstudy.recipes import PQGAN, VQGAN_LC, static_arm
 
 FOLDER_PREFIX = "folder:"
 
@@ -24,70 +33,106 @@ FOLDER_PREFIX = "folder:"
 class StudyScale:
     """How big each grid is at one profile."""
 
-    quality_steps: int  # PQGAN grids and continuous baselines
-    usage_steps: int  # VQGAN-LC grids
-    seeds: tuple[int, ...]  # seeds for the key claim PQ vs VQ across D (and the continuous baselines)
-    dims: tuple[int, ...]  # embedding dims D for VQ vs PQ
+    steps: int  # training steps of every run (PQGAN and VQGAN-LC grids alike)
+    seeds: tuple[int, ...]  # seeds of every point a verdict turns on; other points run seeds[0]
+    dims: tuple[int, ...]  # embedding dims D for VQ vs PQ (smallest and largest are compared)
     vq_size: int  # K of plain VQ in the PQ-vs-VQ comparison
     pq_size: int  # K per subspace of PQ in the PQ-vs-VQ comparison
     pq_sub_dim: int  # channels per PQ subspace in the PQ-vs-VQ comparison (PQGAN: 2)
-    pq_grid_dim: int  # D of the K-per-subspace and M grids
-    pq_sizes: tuple[int, ...]  # K per subspace, at D = pq_grid_dim
-    subspaces: tuple[int, ...]  # M, at D = pq_grid_dim (M = D is scalar quantisation)
+    pq_grid_dim: int  # D of the K-per-subspace, M and rate-matched grids
+    pq_sizes: tuple[int, ...]  # K per subspace, at D = pq_grid_dim (M = D / pq_sub_dim)
+    subspaces: tuple[int, ...]  # M, at D = pq_grid_dim and K = pq_size (M = D is scalar quantisation)
     lc_sizes: tuple[int, ...]  # codebook sizes for {vq, vq-fc, vq-ema, lc}
     lc_size: int  # codebook size of the LC init / projector / projected-dim ablations
     lc_dims: tuple[int, ...]  # projected dims D′ of LC
+    rates: tuple[int, ...]  # bits per latent position of the rate-matched grid
+    table_fid_samples: int  # rFID/KID sample count of the comparison-table runs (0: no rFID/KID)
     extra: tuple[tuple[str, str], ...] = ()  # overrides applied to every run (e.g. a small eval for smoke)
 
 
 SCALES = {
     "smoke": StudyScale(
-        quality_steps=8, usage_steps=8, seeds=(0,), dims=(8, 16), vq_size=64, pq_size=16, pq_sub_dim=2,
-        pq_grid_dim=8, pq_sizes=(16, 64), subspaces=(1, 8), lc_sizes=(64, 256), lc_size=64, lc_dims=(8, 16),
+        steps=8, seeds=(0,), dims=(8, 16), vq_size=64, pq_size=16, pq_sub_dim=2, pq_grid_dim=8, pq_sizes=(16, 64),
+        subspaces=(1, 8), lc_sizes=(64, 256), lc_size=256, lc_dims=(8, 16), rates=(8,), table_fid_samples=0,
         extra=(("train.eval_limit", "64"), ("train.eval_metrics", ""), ("train.batch_size", "8"),
                ("quantizer.lc_samples", "512")),
     ),
     "default": StudyScale(
-        quality_steps=800, usage_steps=200, seeds=(0, 1), dims=(8, 32), vq_size=1024, pq_size=256,
-        pq_sub_dim=2, pq_grid_dim=8, pq_sizes=(16, 64, 256, 1024), subspaces=(1, 2, 4, 8),
-        lc_sizes=(1024, 16384, 100_000), lc_size=16384, lc_dims=(8, 16, 32),
+        steps=800, seeds=(0, 1, 2), dims=(8, 32), vq_size=1024, pq_size=256, pq_sub_dim=2, pq_grid_dim=8,
+        pq_sizes=(16, 64, 256, 1024), subspaces=(1, 2, 4, 8), lc_sizes=(1024, 16384, 100_000), lc_size=100_000,
+        lc_dims=(8, 16, 32), rates=(10, 16), table_fid_samples=500,
     ),
     "paper": StudyScale(
-        quality_steps=1_200_000, usage_steps=1_200_000, seeds=(0,), dims=(32, 64, 128, 256), vq_size=16384,
-        pq_size=512, pq_sub_dim=2, pq_grid_dim=128, pq_sizes=(64, 128, 256, 512, 1024), subspaces=(1, 4, 16, 64, 128),
-        lc_sizes=(1024, 16384, 50_000, 100_000), lc_size=100_000, lc_dims=(8, 16, 32, 64),
+        steps=1_200_000, seeds=(0,), dims=(32, 64, 128, 256), vq_size=16384, pq_size=512, pq_sub_dim=2,
+        pq_grid_dim=128, pq_sizes=(64, 128, 256, 512, 1024), subspaces=(1, 4, 16, 64, 128),
+        lc_sizes=(1024, 16384, 50_000, 100_000), lc_size=100_000, lc_dims=(8, 16, 32, 64), rates=(16, 32),
+        table_fid_samples=50_000,
     ),
 }
 
 
-def _base(profile: str, steps: int, **overrides) -> RunConfig:
+def _seeds(profile: str, verdict: bool) -> tuple[int, ...]:
+    """Every seed for a point a verdict turns on, else the first."""
+    seeds = SCALES[profile].seeds
+    return seeds if verdict else seeds[:1]
+
+
+def _base(profile: str, recipe: dict, table: bool = False, **overrides) -> RunConfig:
+    """The profile's config with the study scale's extras, a paper's ``recipe`` and ``overrides``; ``table`` adds
+    rFID/KID on ``table_fid_samples`` images (the comparison-table runs)."""
     scale = SCALES[profile]
     # every grid states its quantiser itself: start from plain single-codebook VQ whatever the profile's default
-    start = {"train.steps": str(steps), "quantizer.kind": "vq", "quantizer.subspaces": "1", **dict(scale.extra)}
+    start = {"train.steps": str(scale.steps), "quantizer.kind": "vq", "quantizer.subspaces": "1",
+             **dict(scale.extra), **recipe}
+    if table and scale.table_fid_samples:
+        start.update({"train.eval_metrics": "lpips,rfid,kid", "train.fid_samples": str(scale.table_fid_samples)})
     cfg = apply_overrides(get_profile(profile), start)
     return apply_overrides(cfg, {k: str(v) for k, v in overrides.items()})
 
 
-def _vq(profile: str, dim: int, k: int, seed: int, steps: int) -> RunConfig:
-    return _base(profile, steps, **{"quantizer.kind": "vq", "quantizer.dim": dim, "quantizer.codebook_size": k,
-                                    "train.seed": seed})
+# ---------------------------------------------------------------------------------------------------------------
+# points: one function per kind of point, so that a point is the same config (the same run) in every grid
 
 
-def _pq(profile: str, dim: int, k: int, m: int, seed: int, steps: int) -> RunConfig:
+def _vq(profile: str, dim: int, k: int, seed: int) -> RunConfig:
+    """Plain VQ, PQGAN's recipe; the table run is the PQ-vs-VQ comparison's VQ at the smallest D."""
+    s = SCALES[profile]
+    table = dim == s.dims[0] and k == s.vq_size
+    return _base(profile, PQGAN, table, **{"quantizer.kind": "vq", "quantizer.dim": dim, "quantizer.codebook_size": k,
+                                           "train.seed": seed})
+
+
+def _pq(profile: str, dim: int, k: int, m: int, seed: int) -> RunConfig:
+    """PQ with M subspaces, PQGAN's recipe (M = 1 is VQ: run it once)."""
     if m == 1:
-        return _vq(profile, dim, k, seed, steps)  # PQ with one subspace is VQ: run it once
-    return _base(profile, steps, **{"quantizer.kind": "pq", "quantizer.dim": dim, "quantizer.codebook_size": k,
-                                    "quantizer.subspaces": m, "train.seed": seed})
+        return _vq(profile, dim, k, seed)
+    s = SCALES[profile]
+    table = dim == s.dims[0] and k == s.pq_size and m == dim // s.pq_sub_dim
+    return _base(profile, PQGAN, table, **{"quantizer.kind": "pq", "quantizer.dim": dim, "quantizer.codebook_size": k,
+                                           "quantizer.subspaces": m, "train.seed": seed})
+
+
+def _lc_family(profile: str, kind: str, k: int, seed: int) -> RunConfig:
+    """One of VQGAN-LC's compared methods (vq, vq-fc, vq-ema, lc) at codebook size K, VQGAN-LC's recipe; the table
+    runs are the largest K."""
+    if kind == "lc":
+        return _lc(profile, k, seed)
+    s = SCALES[profile]
+    return _base(profile, VQGAN_LC, k == max(s.lc_sizes), **{"quantizer.kind": kind, "quantizer.codebook_size": k,
+                                                               "quantizer.dim": s.dims[0], "train.seed": seed})
 
 
 def _lc(profile: str, k: int, seed: int = 0, **overrides) -> RunConfig:
+    """LC: frozen k-means codebook of pixel patches + linear projector, VQGAN-LC's recipe; ``overrides`` make the
+    ablation arms. The table run is the plain arm at the largest K."""
     s = SCALES[profile]
     model = get_profile(profile).model
     fields = {"quantizer.kind": "lc", "quantizer.codebook_size": k, "quantizer.dim": s.dims[0],
               "quantizer.lc_source": "pixels", "quantizer.lc_patch": model.downsample, "quantizer.lc_init": "kmeans",
               "quantizer.projector": "linear", "train.seed": seed}
+    table = k == max(s.lc_sizes) and not overrides
     fields.update(overrides)
-    return _base(profile, s.usage_steps, **fields)
+    return _base(profile, VQGAN_LC, table, **fields)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -97,68 +142,103 @@ def _lc(profile: str, k: int, seed: int = 0, **overrides) -> RunConfig:
 def pq_vs_vq_dim(profile: str) -> list[RunConfig]:
     """PQ vs VQ across the embedding dim D: PQ far above VQ, and the two scale in opposite ways with D."""
     s = SCALES[profile]
-    configs = []
-    for dim in s.dims:
-        for seed in s.seeds:
-            configs.append(_vq(profile, dim, s.vq_size, seed, s.quality_steps))
-            configs.append(_pq(profile, dim, s.pq_size, dim // s.pq_sub_dim, seed, s.quality_steps))
-    return configs
+    return [cfg for dim in s.dims for seed in _seeds(profile, dim in (min(s.dims), max(s.dims)))
+            for cfg in (_vq(profile, dim, s.vq_size, seed), _pq(profile, dim, s.pq_size, dim // s.pq_sub_dim, seed))]
 
 
 def pq_codebook_size(profile: str) -> list[RunConfig]:
-    """K per subspace at fixed D and sub-dim: diminishing returns (PQGAN: 128–512 entries suffice)."""
+    """K per subspace at fixed D and sub-dim: diminishing returns (PQGAN: 128–512 entries suffice). The smallest,
+    the reference (nearest 256) and the largest K are compared."""
     s = SCALES[profile]
-    dim = s.pq_grid_dim
-    return [_pq(profile, dim, k, dim // s.pq_sub_dim, s.seeds[0], s.quality_steps) for k in s.pq_sizes]
+    dim, compared = s.pq_grid_dim, _k_compared(s.pq_sizes)
+    return [_pq(profile, dim, k, dim // s.pq_sub_dim, seed) for k in s.pq_sizes
+            for seed in _seeds(profile, k in compared)]
+
+
+def _k_compared(sizes: tuple[int, ...]) -> set[int]:
+    """The codebook sizes the K-per-subspace verdict compares: smallest, largest, and the one nearest 256 below it."""
+    below = [k for k in sizes[:-1]] or list(sizes)
+    reference = min(below, key=lambda k: abs(math.log2(k / 256)))
+    return {min(sizes), max(sizes), reference}
 
 
 def pq_subspaces(profile: str) -> list[RunConfig]:
-    """M from 1 (VQ) to D (scalar quantisation) at fixed D and K."""
+    """M from 1 (VQ) to D (scalar quantisation) at fixed D and K (no verdict: one seed, except shared points)."""
     s = SCALES[profile]
     dim = s.pq_grid_dim
-    return [_pq(profile, dim, s.pq_size, m, s.seeds[0], s.quality_steps) for m in s.subspaces]
+    return [_pq(profile, dim, s.pq_size, m, s.seeds[0]) for m in s.subspaces]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # VQGAN-LC
 
 
+LC_METHODS = ("vq", "vq-fc", "vq-ema", "lc")
+
+
 def lc_method_size(profile: str) -> list[RunConfig]:
-    """{vq, vq-fc, vq-ema, lc} × codebook size: LC keeps ≥99% utilisation where the others collapse."""
+    """{vq, vq-fc, vq-ema, lc} × codebook size: LC keeps ≥99% utilisation where the others collapse. The smallest
+    and largest K are compared (every seed)."""
     s = SCALES[profile]
-    configs = []
-    for k in s.lc_sizes:
-        for seed in s.seeds[:1]:
-            common = {"quantizer.codebook_size": k, "quantizer.dim": s.dims[0], "train.seed": seed}
-            configs.append(_base(profile, s.usage_steps, **{"quantizer.kind": "vq", **common}))
-            configs.append(_base(profile, s.usage_steps, **{"quantizer.kind": "vq-fc", "quantizer.l2_norm": True,
-                                                            **common}))
-            configs.append(_base(profile, s.usage_steps, **{"quantizer.kind": "vq-ema", **common}))
-            configs.append(_lc(profile, k, seed))
-    return configs
+    return [_lc_family(profile, kind, k, seed) for k in s.lc_sizes
+            for seed in _seeds(profile, k in (min(s.lc_sizes), max(s.lc_sizes))) for kind in LC_METHODS]
+
+
+LC_INIT_ARMS = ("uniform", "select", "kmeans")  # VQGAN-LC's random / random selection / k-means
+LC_INIT_EXTRA = ("feature-normal",)  # ours: drawn from the feature statistics (one seed)
 
 
 def lc_init(profile: str) -> list[RunConfig]:
-    """LC codebook initialisation: random normal vs random selection of features vs k-means of features."""
+    """LC codebook initialisation: the paper's random (uniform ±1/K), random selection of features, k-means of
+    features; plus an extra arm drawn from the feature statistics."""
     s = SCALES[profile]
-    return [_lc(profile, s.lc_size, **{"quantizer.lc_init": init}) for init in ("normal", "select", "kmeans")]
+    return [_lc(profile, s.lc_size, seed, **({} if init == "kmeans" else {"quantizer.lc_init": init}))
+            for init in (*LC_INIT_ARMS, *LC_INIT_EXTRA) for seed in _seeds(profile, init in LC_INIT_ARMS)]
 
 
 def lc_projected_dim(profile: str) -> list[RunConfig]:
-    """LC's projected dim D′ (= the latent dim D here): VQGAN-LC reports little sensitivity to it."""
+    """LC's projected dim D′ (= the latent dim D here): VQGAN-LC reports little sensitivity to it. The smallest and
+    largest D′ are compared."""
     s = SCALES[profile]
-    return [_lc(profile, s.lc_size, **{"quantizer.dim": d}) for d in s.lc_dims]
+    return [_lc(profile, s.lc_size, seed, **({} if d == s.dims[0] else {"quantizer.dim": d})) for d in s.lc_dims
+            for seed in _seeds(profile, d in (min(s.lc_dims), max(s.lc_dims)))]
 
 
 def lc_projector(profile: str) -> list[RunConfig]:
-    """Static codebook without projector vs static + projector (LC) vs trainable codebook + projector."""
+    """The same frozen codebook without a projector vs with a learned projector (LC) vs trainable codebook +
+    projector."""
     s = SCALES[profile]
-    return [
-        _lc(profile, s.lc_size, **{"quantizer.projector": "none", "quantizer.lc_source": "random",
-                                   "quantizer.lc_init": "select"}),
-        _lc(profile, s.lc_size),
-        _lc(profile, s.lc_size, **{"quantizer.lc_trainable": True}),
-    ]
+    arms = (static_arm({}), {}, {"quantizer.lc_trainable": True})
+    return [_lc(profile, s.lc_size, seed, **arm) for arm in arms for seed in _seeds(profile, True)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# in neither paper
+
+
+def rate_matched(profile: str) -> list[RunConfig]:
+    """VQ, PQ and LC at equal bits per latent position (D = pq_grid_dim): does PQ still win at equal rate? At b bits,
+    VQ and LC have K = 2^b entries, PQ the largest M dividing D with an integer log2 K = b / M ≥ 4 (e.g. 10 bits: VQ
+    K=1024, PQ M=2 K=32, LC K=1024). Each method keeps its paper's recipe."""
+    s = SCALES[profile]
+    dim, configs = s.pq_grid_dim, []
+    for bits in s.rates:
+        m = rate_subspaces(bits, dim)
+        for seed in _seeds(profile, True):
+            configs.append(_vq(profile, dim, 2**bits, seed))
+            configs.append(_pq(profile, dim, 2 ** (bits // m), m, seed))
+            configs.append(_lc(profile, 2**bits, seed, **({} if dim == s.dims[0] else {"quantizer.dim": dim})))
+    return configs
+
+
+def rate_subspaces(bits: int, dim: int) -> int:
+    """The PQ subspace count M of the rate-matched grid: the largest M > 1 dividing ``dim`` and ``bits`` with
+    ``bits / M ≥ 4``."""
+    options = [m for m in range(2, dim + 1) if dim % m == 0 and bits % m == 0 and bits // m >= 4]
+    if not options:
+        raise ValueError(f"rate-matched grid: no PQ with M > 1 subspaces of D={dim} spends {bits} bits per position "
+                         "with ≥16 entries per subspace")
+    return max(options)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,8 +248,8 @@ def lc_projector(profile: str) -> list[RunConfig]:
 def continuous(profile: str) -> list[RunConfig]:
     """Continuous AE and KL-VAE with the same backbone and bottleneck width: the ceiling for the quantisers."""
     s = SCALES[profile]
-    return [_base(profile, s.quality_steps, **{"model.kind": kind, "quantizer.dim": s.dims[0], "train.seed": seed})
-            for kind in ("ae", "kl") for seed in s.seeds[:1]]
+    return [_base(profile, PQGAN, **{"model.kind": kind, "quantizer.dim": s.dims[0], "train.seed": s.seeds[0]})
+            for kind in ("ae", "kl")]
 
 
 GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
@@ -180,6 +260,7 @@ GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
     "lc-init": lc_init,
     "lc-projected-dim": lc_projected_dim,
     "lc-projector": lc_projector,
+    "rate-matched": rate_matched,
     "continuous": continuous,
 }
 
@@ -242,7 +323,7 @@ def read_grid_file(path: str | os.PathLike, profile: str, data: str | None = Non
     The file holds ``{"name": ..., "steps": ..., "set": {field: value}, "vary": {field: [values]}}``: every
     combination of the ``vary`` values (the first field varies slowest), each on a base that starts like the
     built-in grids' (plain VQ, the profile's study-scale extras, ``steps`` training steps, default the profile's
-    ``quality_steps``) with the ``set`` fields applied. ``name`` (default: the file's stem) names the grid's folder
+    ``steps``) with the ``set`` fields applied. ``name`` (default: the file's stem) names the grid's folder
     of executed notebooks. Only ``vary`` is required.
     """
     path = Path(path)
@@ -260,7 +341,7 @@ def read_grid_file(path: str | os.PathLike, profile: str, data: str | None = Non
     if unknown:
         raise _grid_file_error(path, f"unknown key(s) {unknown}; allowed: {list(GRID_FILE_KEYS)}")
     name = spec.get("name", path.stem)
-    steps = spec.get("steps", SCALES[profile].quality_steps)
+    steps = spec.get("steps", SCALES[profile].steps)
     fixed, vary = spec.get("set", {}), spec.get("vary")
     if not isinstance(name, str) or not name:
         raise _grid_file_error(path, f'"name" must be a non-empty string, got {name!r}')
@@ -276,6 +357,6 @@ def read_grid_file(path: str | os.PathLike, profile: str, data: str | None = Non
     configs = []
     for combination in itertools.product(*vary.values()):
         fields = {**fixed, **dict(zip(vary, combination, strict=True))}
-        configs.append(_base(profile, steps, **fields))
+        configs.append(_base(profile, {}, **{"train.steps": steps, **fields}))
     return name, with_data(configs, data)
 

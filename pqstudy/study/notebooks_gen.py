@@ -19,7 +19,9 @@ LOGGING = 'logging.basicConfig(level=logging.INFO, format="%(message)s")  # note
 
 SHOW_VERDICTS = """def show_verdicts(verdicts):
     for v in verdicts:
-        display(Markdown(f"**{v.paper}: {v.claim}** — *{v.status}*\\n\\n{v.evidence}"))"""
+        context = f"\\n\\nMeasured context: {v.reason}." if v.reason else ""
+        scope = f"\\n\\nWhat this scale can show: {v.scope}" if v.scope else ""
+        display(Markdown(f"**{v.paper}: {v.claim}** — *{v.status}* ({v.seeds})\\n\\n{v.evidence}{context}{scope}"))"""
 
 NOTEBOOKS: dict[str, list[tuple[str, list[str], str]]] = {
     "ablation": [

@@ -23,6 +23,28 @@ from pqstudy.study.grids import FOLDER_PREFIX, GRIDS, check_data, data_name, gri
 from pqstudy.study.runner import run_grids
 from pqstudy.study.store import write_runs_csv
 
+# The study's hard wall-time limit per profile (minutes) on the machine it runs on; ``None``: no limit.
+BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
+
+
+def _run_seconds(results_dir: Path, configs: dict) -> dict:
+    """Where the time of the study's recorded runs went: the sum over runs of their wall, training and evaluation
+    seconds (from the run records; each run counted once, whichever study ran it)."""
+    from pqstudy.config import run_id
+    from pqstudy.study.store import load_run
+
+    totals = {"runs": 0, "wall": 0.0, "train": 0.0, "evaluate": 0.0}
+    for rid in {run_id(cfg) for grid in configs.values() for cfg in grid}:
+        record = load_run(results_dir, rid)
+        if record is None or record.get("status") != "ok":
+            continue
+        metrics = record.get("metrics") or {}
+        totals["runs"] += 1
+        totals["wall"] += float(record.get("wall_seconds") or 0.0)
+        totals["train"] += float(metrics.get("train_seconds") or 0.0)
+        totals["evaluate"] += float(metrics.get("eval_seconds") or 0.0)
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in totals.items()}
+
 
 def default_results_dir(profile: str, data: str | None = None) -> Path:
     """``results/`` for the default profile (committed), ``results/<profile>/`` for the others; with another dataset
@@ -43,11 +65,14 @@ def data_slug(name: str) -> str:
 
 def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
               papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2, grids: list[str] | None = None,
-              shard=None, progress: bool = True, data: str | None = None) -> dict:
+              shard=None, progress: bool = True, data: str | None = None,
+              budget_minutes: float | None = None) -> dict:
     """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict.
 
     ``data`` (a ``data.name``: ``cifar10``, ``photos``, ``folder:<path>``, ...) runs every grid on that dataset
     instead of the profile's; it is checked (one image loaded) before any run or output directory.
+    ``budget_minutes`` (default: ``BUDGET_MINUTES`` of the profile) stops starting runs once spent; the runs left
+    are listed as deferred in study.json and run by the next ``run_study``.
     """
     from pqstudy.plots import make_all_figures
     from pqstudy.study.report import write_report
@@ -57,8 +82,9 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
     check_data([cfg for grid in configs.values() for cfg in grid])
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(profile, data)
     started = time.perf_counter()
+    budget = BUDGET_MINUTES.get(profile) if budget_minutes is None else budget_minutes
     summary = run_grids(configs, results_dir=results_dir, runs_root=runs_root, papermill_dir=papermill_dir,
-                        shard=shard, jobs=jobs, progress=progress)
+                        shard=shard, jobs=jobs, progress=progress, budget_minutes=budget or None)
     wall = time.perf_counter() - started
     table = write_runs_csv(results_dir)
     figures = make_all_figures(results_dir, profile=profile)
@@ -71,7 +97,11 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
         "skipped": summary["skipped"],
         "failed": summary["failed"],
         "held": summary["held"],  # runs another sweep was executing at the time (retried by the next study)
+        "deferred": summary["deferred"],  # not started: the budget was spent (run by the next study)
+        "deferred_runs": summary["deferred_runs"],
+        "budget_minutes": budget or None,  # hard limit on this study's wall time: no run starts after it
         "wall_seconds": round(wall, 1),
+        "run_seconds": _run_seconds(results_dir, configs),
         "jobs": jobs,
         "shard": summary["shard"],
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -16,7 +16,15 @@ import re
 from pathlib import Path
 
 from pqstudy.config import SECTIONS
-from pqstudy.study.verdicts import all_verdicts, grid_runs, method_of, numeric
+from pqstudy.study.verdicts import (
+    FLOORS,
+    MIN_POSITIONS_PER_ENTRY,
+    T_FACTOR,
+    all_verdicts,
+    grid_runs,
+    method_of,
+    numeric,
+)
 
 REPORT = "REPORT.md"
 STUDY_FILE = "study.json"
@@ -25,7 +33,9 @@ MISSING = "missing"
 TABLE_METRICS = {
     "psnr": ("PSNR", lambda v: f"{v:.2f}"),
     "ssim": ("SSIM", lambda v: f"{v:.4f}"),
-    "utilisation": ("util.", lambda v: f"{100 * v:.1f}%"),
+    "utilisation": ("util. (train)", lambda v: f"{100 * v:.1f}%"),
+    "utilisation_test": ("util. (test)", lambda v: f"{100 * v:.1f}%"),
+    "positions_per_entry": ("pos./entry", lambda v: f"{v:.1f}"),
     "perplexity": ("perplexity", lambda v: f"{v:.1f}"),
     "bits_per_position": ("bits/pos", lambda v: f"{v:.4g}"),
     "lpips": ("LPIPS", lambda v: f"{v:.4f}"),
@@ -35,7 +45,7 @@ TABLE_METRICS = {
 }
 OPTIONAL_METRICS = ("kid",)
 SKIP_FIELDS = {"train.seed", "model.kind", "quantizer.kind", "quantizer.sub_kind"}  # shown as "seed" / "method"
-CODEBOOK_METRICS = ("utilisation", "perplexity", "bits_per_position")
+CODEBOOK_METRICS = ("utilisation", "utilisation_test", "positions_per_entry", "perplexity", "bits_per_position")
 NOT_APPLICABLE = "n/a"
 
 
@@ -253,6 +263,78 @@ def reference_metrics_section(df) -> list[str]:
     return lines
 
 
+def utilisation_section(df) -> list[str]:
+    """How utilisation was counted, and the runs whose count is too thin to read."""
+    if not len(df) or "status" not in df.columns:
+        return []
+    ok = df[df["status"] == "ok"]
+    ppe = numeric(ok, "positions_per_entry")
+    counted = ppe.notna()
+    if not counted.any():
+        return []
+    thin = ok[counted & (ppe < MIN_POSITIONS_PER_ENTRY)]
+    lines = ["## Utilisation", "",
+             "Utilisation (`utilisation`) is counted as the papers count it: one pass of the final model over the "
+             f"whole training split, every latent position of every image ({int(counted.sum())} runs). The test "
+             "split's count is kept beside it (`utilisation_test`). At K entries and P positions counted, even "
+             "perfectly uniform use reaches only 1 − e^(−P/K).", ""]
+    if len(thin):
+        lines.append(f"**Flagged:** {len(thin)} run(s) counted fewer than {MIN_POSITIONS_PER_ENTRY} positions per "
+                     "entry; their utilisation is capped by counting: " + ", ".join(
+                         f"{r['run_id']} ({float(r['positions_per_entry']):.1f})" for _, r in thin.iterrows()) + ".")
+    else:
+        lines.append(f"No run counted fewer than {MIN_POSITIONS_PER_ENTRY} positions per entry (fewest: "
+                     f"{float(ppe[counted].min()):.1f}).")
+    return lines + [""]
+
+
+TABLE_COLUMNS = (("psnr", "PSNR"), ("lpips", "LPIPS"), ("rfid", "rFID"), ("kid", "KID"), ("utilisation", "util."),
+                 ("bits_per_position", "bits/pos"))
+
+
+def comparison_table_section(df) -> list[str]:
+    """Each method at its paper setting (the runs with rFID/KID): mean ± std over seeds."""
+    if not len(df) or "rfid" not in df.columns:
+        return []
+    ok = df[(df["status"] == "ok") & numeric(df, "rfid").notna()]
+    if not len(ok):
+        return []
+    ok = ok.assign(_method=method_of(ok), _k=numeric(ok, "quantizer.codebook_size"),
+                   _d=numeric(ok, "quantizer.dim"), _m=numeric(ok, "quantizer.subspaces"))
+    rows = []
+    for (method, k, d, m), group in ok.groupby(["_method", "_k", "_d", "_m"], sort=True):
+        setting = f"D={d:g}, K={k:g}" + (f", M={m:g}" if method.startswith("pq") else "")
+        cells = [method.upper(), setting, str(len(group))]
+        for column, _ in TABLE_COLUMNS:
+            values = numeric(group, column).dropna()
+            fmt = TABLE_METRICS.get(column, ("", lambda v: f"{v:.4g}"))[1]
+            if not len(values):
+                cells.append(NOT_APPLICABLE)
+            elif len(values) > 1 and column != "bits_per_position":
+                cells.append(f"{fmt(values.mean())} ± {fmt(values.std(ddof=1))}")
+            else:
+                cells.append(fmt(values.mean()))
+        rows.append(cells)
+    samples = sorted({int(v) for v in numeric(ok, "fid_samples").dropna()})
+    return ["## Comparison table", "",
+            "Each method at its paper's setting (mean ± standard deviation over seeds). rFID and KID on the first "
+            f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals.", "",
+            markdown_table(["method", "setting", "seeds", *(h for _, h in TABLE_COLUMNS)], rows,
+                           ["l", "l", "r"] + ["r"] * len(TABLE_COLUMNS)), ""]
+
+
+def divergences_section() -> list[str]:
+    """The "divergences from the papers" table (``pqstudy.recipes.DIVERGENCES``)."""
+    from pqstudy.recipes import DIVERGENCES
+
+    rows = [[d["what"], d["paper"], d["ours"], d["why"]] for d in DIVERGENCES]
+    return ["## Divergences from the papers", "",
+            "What the default profile still does differently from the papers' code, and why. Every hyperparameter "
+            "the papers' code sets and a CPU run can take is a config field set to the paper's value "
+            "(`pqstudy/recipes.py`, each with its file and line in the authors' code).", "",
+            markdown_table(["what", "paper", "ours", "why"], rows), ""]
+
+
 def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None,
                     out_dir: str | os.PathLike | None = None) -> str:
     """The text of REPORT.md for ``out_dir`` (default ``results_dir``): its figure links are the PNGs under
@@ -288,20 +370,46 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
         out.append("- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     out.append("")
 
+    budget = study.get("budget_minutes")
+    if budget:
+        deferred = study.get("deferred") or 0
+        out.insert(len(out) - 1, f"- hard limit on the study's wall time: {budget:g} min (`budget_minutes` in "
+                   f"`{STUDY_FILE}`); {deferred} run(s) deferred past it")
+    run_seconds = study.get("run_seconds")
+    if isinstance(run_seconds, dict) and run_seconds.get("runs"):
+        out.insert(len(out) - 1, f"- where the run time went ({run_seconds['runs']} runs, summed over runs): "
+                   f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation "
+                   f"{_minutes(float(run_seconds.get('evaluate', 0)))}, "
+                   f"run wall {_minutes(float(run_seconds['wall']))}")
+
     verdicts = all_verdicts(df)
+    floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())
     out += ["## Verdicts", "",
-            "Each claim is judged from the data by `pqstudy.study.verdicts` (rules and thresholds in its docstring); "
-            "a difference counts only beyond the seed spread (or the noise floor).", ""]
+            "Each claim is judged from the data by `pqstudy.study.verdicts` (rules and thresholds in its docstring). "
+            f"**The noise rule, for every comparison:** a point is the mean over its seeds; two points differ only "
+            f"when the difference of their means exceeds the margin max(floor, {T_FACTOR:g} · s · √(1/n₁ + 1/n₂)), "
+            "with s the standard deviation over seeds pooled over the points compared (same grid, same comparison) "
+            "and n₁, n₂ their seed counts. A comparison without two seeds on any of its points has no margin and is "
+            f"inconclusive; nothing borrows noise from another grid. Floors: {floors}. A claim is judged on its "
+            "primary metric (PSNR, or utilisation) and, where the runs have them, LPIPS, rFID and KID; metrics that "
+            "disagree with the primary make it inconclusive.", ""]
     counts = {s: sum(v.status == s for v in verdicts) for s in ("reproduced", "not reproduced", "inconclusive")}
     out.append(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
     out.append("")
-    out.append(markdown_table(["paper", "claim", "grid", "status"],
-                              [[v.paper, v.claim, v.grid, f"**{v.status}**"] for v in verdicts]))
+    out.append(markdown_table(["paper", "claim", "grid", "seeds", "status"],
+                              [[v.paper, v.claim, v.grid, v.seeds, f"**{v.status}**"] for v in verdicts]))
     out.append("")
     for v in verdicts:
-        out += [f"- **{v.paper}: {v.claim}** — {v.status}.", f"  {v.evidence}"]
+        out += [f"- **{v.paper}: {v.claim}** — {v.status} ({v.seeds or 'no data'}).", f"  {v.evidence}"]
+        if v.reason:
+            out.append(f"  Measured context: {v.reason}.")
+        if v.scope:
+            out.append(f"  What this scale can show: {v.scope}")
     out.append("")
 
+    out += utilisation_section(df)
+    out += comparison_table_section(df)
+    out += divergences_section()
     out += reference_metrics_section(df)
 
     out += ["## Grids", ""]

@@ -124,6 +124,9 @@ def _execute(job: dict) -> dict:
     another sweep holds the run, ``done`` when another sweep finished it meanwhile. Runs in this or a worker
     process."""
     rid, lock = job["run_id"], lock_path(job["results_dir"], job["run_id"])
+    if job.get("deadline") is not None and time.time() > job["deadline"]:
+        return {"run_id": rid, "status": "deferred", "seconds": 0.0,
+                "error": f"not started: the study's budget of {job['budget_minutes']:g} min was spent"}
     fd = try_lock(lock)
     if fd is None:
         return {"run_id": rid, "status": "held", "error": f"held by another sweep (pid {holder(lock)})",
@@ -194,17 +197,22 @@ def run_grids(
     progress: bool = True,
     jobs: int = 1,
     notebook: str | os.PathLike = NOTEBOOK,
+    budget_minutes: float | None = None,
 ) -> dict:
     """Run every config of the named grids not yet finished, in one pool of ``jobs`` workers; returns
     ``{grid, total, skipped, ran, failed, held, wall_seconds, shard, failures, held_runs}`` (``ran`` counts runs
     executed successfully, ``failed`` those that failed, ``held`` those skipped because another sweep was running
-    them, ``total = skipped + ran + failed + held`` the unique configs of this shard).
+    them, ``total = skipped + ran + failed + held + deferred`` the unique configs of this shard).
 
     A config shared by several grids runs once, under the first grid that lists it (its notebook goes to
     ``<papermill_dir>/<that grid>/``), and its run file lists every grid. Relative paths are taken from the working
     directory. ``jobs > 1`` runs that many notebooks at once in worker processes, each kernel limited to
     ``cpus // jobs`` threads through ``OMP_NUM_THREADS`` (unless already set). ``kernel`` defaults to this
     checkout's own Jupyter kernel (``pqstudy.study.kernel``); a missing kernel is an error before any run starts.
+
+    Runs start in seed order (every grid's first seed before any second seed), so a study cut short still has a
+    point everywhere. ``budget_minutes``: no run starts once that much wall time has passed; such runs are counted
+    as ``deferred`` (listed in ``deferred_runs``, not recorded) and the next sweep runs them.
     """
     for grid_name in grids:
         if not GRID_NAME.fullmatch(grid_name or ""):
@@ -224,10 +232,13 @@ def run_grids(
             if grid_name not in names:
                 names.append(grid_name)
     selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
+    selected.sort(key=lambda cfg: cfg.train.seed)  # stable: grid order within a seed
     total = len(selected)
     label = ",".join(grids)
     summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "held": 0, "wall_seconds": 0.0,
-               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": [], "held_runs": []}
+               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": [], "held_runs": [],
+               "deferred": 0, "deferred_runs": [], "budget_minutes": budget_minutes}
+    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
 
     def say(message: str) -> None:
         if progress:
@@ -235,6 +246,11 @@ def run_grids(
 
     def finished(result: dict, position: int) -> None:
         status, rid = result["status"], result["run_id"]
+        if status == "deferred":
+            summary["deferred"] += 1
+            summary["deferred_runs"].append(rid)
+            say(f"[{position}/{total}] {rid} {result['error']}")
+            return
         if status == "held":
             summary["held"] += 1
             summary["held_runs"].append({"run_id": rid, "error": result["error"]})
@@ -280,7 +296,7 @@ def run_grids(
         jobs_todo.append((position, {
             "cfg": cfg, "run_id": rid, "params": params, "input": str(notebook), "output": str(output),
             "label": _label(output), "kernel": kernel, "cwd": str(cwd),
-            "results_dir": str(results_dir), "grid": grid_name,
+            "results_dir": str(results_dir), "grid": grid_name, "deadline": deadline, "budget_minutes": budget_minutes,
         }))
 
     if jobs_todo:
@@ -313,6 +329,7 @@ def run_grids(
     write_runs_csv(results_dir)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     held = f", {summary['held']} held by another sweep" if summary["held"] else ""
+    held += f", {summary['deferred']} deferred (budget spent)" if summary["deferred"] else ""
     say(f"grid {label}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} failed{held} "
         f"of {total} in {summary['wall_seconds']:.1f} s → {results_dir}")
     return summary
