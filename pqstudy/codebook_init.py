@@ -7,7 +7,10 @@
    exhausted, then a seeded subset of exactly n;
 2. turns them into N codebook rows by ``quantizer.lc_init``:
 
-   - ``normal``: N(μ, σ²) with the features' per-channel mean and standard deviation (random-normal init);
+   - ``uniform``: VQGAN-LC's random init, U(−1/N, 1/N) per entry (their ``models_vq.py:72``); reads no data (step 1
+     is skipped) and takes C from the source (48 for pixel patches at F = 4, D′ for ``lc_source=random``);
+   - ``feature-normal``: N(μ, σ²) with the features' per-channel mean and standard deviation (an extra arm, not the
+     paper's: it lands next to k-means, unlike the paper's random init);
    - ``select``: N distinct feature vectors picked at random (random-selection init);
    - ``kmeans``: the N centres of a seeded k-means (Lloyd) on the features, seeded by k-means++ for N ≤ 2,048 and by
      random selection above, at most ``quantizer.lc_kmeans_iters`` iterations (stops early when no assignment
@@ -47,11 +50,12 @@ __all__ = [
     "codebook_from_features",
     "kmeans",
     "sample_features",
+    "uniform_codebook",
     "within_cluster_error",
 ]
 
 CODEBOOK_VERSION = 1  # bump when the construction changes: old cache entries are then ignored
-STRATEGIES = ("normal", "select", "kmeans")
+STRATEGIES = ("uniform", "feature-normal", "select", "kmeans")  # = pqstudy.config.LC_INITS
 
 
 class CodebookWarning(UserWarning):
@@ -64,8 +68,11 @@ def default_cache_dir() -> Path:
 
 
 def resolve_samples(q, n_codes: int, source: FeatureSource | None = None) -> int:
-    """Feature vectors to draw: ``quantizer.lc_samples``, or max(2N, 100000); N for random-normal without data."""
-    if q.lc_init == "normal" and source is not None and not source.needs_data:
+    """Feature vectors to draw: ``quantizer.lc_samples``, or max(2N, 100000); N for feature-normal without data; 0 for
+    ``uniform``, which draws no features."""
+    if q.lc_init == "uniform":
+        return 0
+    if q.lc_init == "feature-normal" and source is not None and not source.needs_data:
         return n_codes
     return q.lc_samples if q.lc_samples > 0 else max(2 * n_codes, 100_000)
 
@@ -133,17 +140,35 @@ def kmeans(x: Tensor, k: int, iters: int = 10, seed: int = 0) -> Tensor:
     return centers
 
 
+def uniform_codebook(n_codes: int, dim: int, seed: int = 0) -> Tensor:
+    """VQGAN-LC's random codebook: (N, C) float32 entries drawn from U(−1/N, 1/N), seeded; no features needed."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n_codes, dim, generator=g) * 2.0 - 1.0) / n_codes
+
+
+def _check_strategy(strategy: str) -> None:
+    from pqstudy.config import RENAMED_LC_INITS, ConfigError
+
+    if strategy in RENAMED_LC_INITS:
+        raise ConfigError(f"quantizer.lc_init={strategy!r}: renamed to {RENAMED_LC_INITS[strategy]!r} (VQGAN-LC's "
+                          f"random init is 'uniform'); choose one of {list(STRATEGIES)}")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"quantizer.lc_init={strategy!r}: choose one of {list(STRATEGIES)}")
+
+
 def codebook_from_features(features: Tensor, n_codes: int, strategy: str = "kmeans", seed: int = 0,
                            iters: int = 10) -> Tensor:
-    """N codebook rows from feature vectors (n, C) by ``strategy`` (normal | select | kmeans); float32 (N, C)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"quantizer.lc_init={strategy!r}: choose one of {list(STRATEGIES)}")
+    """N codebook rows from feature vectors (n, C) by ``strategy`` (feature-normal | select | kmeans, or uniform,
+    which only uses C); float32 (N, C)."""
+    _check_strategy(strategy)
+    if strategy == "uniform":
+        return uniform_codebook(n_codes, features.shape[1], seed)
     features = features.float()
     n = features.shape[0]
     if n == 0:
         raise ValueError("no feature vectors to build the codebook from")
     g = torch.Generator().manual_seed(seed)
-    if strategy == "normal":
+    if strategy == "feature-normal":
         mean, std = features.mean(0), features.std(0, unbiased=False)
         return mean + std * torch.randn(n_codes, features.shape[1], generator=g)
     if n < n_codes:
@@ -198,7 +223,7 @@ def _cache_key(q, source: FeatureSource, data_cfg, seed: int, n_codes: int, fing
         "iters": q.lc_kmeans_iters if q.lc_init == "kmeans" else 0,
         "seed": seed,
     }
-    if source.needs_data:
+    if source.needs_data and q.lc_init != "uniform":  # the uniform draw reads no data
         key["data"] = {"name": data_cfg.name, "image_size": data_cfg.image_size, "train_limit": data_cfg.train_limit,
                        "fingerprint": fingerprint if fingerprint is not None else data_fingerprint(data_cfg)}
     return key
@@ -221,15 +246,17 @@ def build_codebook(q, data_cfg=None, seed: int = 0, *, lookup_dim: int | None = 
 
     ``lookup_dim`` is D′, the default C of the ``random`` source. Cached on disk (see the module docstring).
     """
+    _check_strategy(q.lc_init)
     n_codes = q.codebook_size
     source = feature_source(q.lc_source, patch=q.lc_patch, feature_dim=q.lc_feature_dim or (lookup_dim or 0),
                             device=device or "cpu")
-    if source.needs_data and data_cfg is None:
+    reads_data = source.needs_data and q.lc_init != "uniform"
+    if reads_data and data_cfg is None:
         raise ValueError(
             f"quantizer.lc_source={q.lc_source!r} builds the lc codebook from training images: pass data_cfg "
             "(build_quantizer(cfg.quantizer, cfg.data, cfg.train.seed))"
         )
-    fingerprint = data_fingerprint(data_cfg) if source.needs_data and use_cache else None  # once per build
+    fingerprint = data_fingerprint(data_cfg) if reads_data and use_cache else None  # once per build
     path = cache_path(q, source, data_cfg, seed, n_codes, fingerprint) if use_cache else None
     if use_cache and path.is_file():
         try:
@@ -239,16 +266,19 @@ def build_codebook(q, data_cfg=None, seed: int = 0, *, lookup_dim: int | None = 
                 return codebook
         except Exception as err:  # a corrupt cache file is rebuilt
             warnings.warn(f"{path}: unreadable codebook cache ({err}); rebuilding", CodebookWarning, stacklevel=2)
-    if source.needs_data:
-        from pqstudy.data import load_dataset
-
-        dataset = load_dataset(data_cfg, "train", seed)
+    if q.lc_init == "uniform":
+        codebook = uniform_codebook(n_codes, source.dim, seed)
     else:
-        dataset = None
-    features = sample_features(source, dataset, resolve_samples(q, n_codes, source), seed)
-    if device is not None and q.lc_init == "kmeans":
-        features = features.to(device)
-    codebook = codebook_from_features(features, n_codes, q.lc_init, seed, q.lc_kmeans_iters).float().cpu()
+        if reads_data:
+            from pqstudy.data import load_dataset
+
+            dataset = load_dataset(data_cfg, "train", seed)
+        else:
+            dataset = None
+        features = sample_features(source, dataset, resolve_samples(q, n_codes, source), seed)
+        if device is not None and q.lc_init == "kmeans":
+            features = features.to(device)
+        codebook = codebook_from_features(features, n_codes, q.lc_init, seed, q.lc_kmeans_iters).float().cpu()
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

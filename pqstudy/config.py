@@ -21,6 +21,10 @@ MODEL_KINDS = ("quantized", "ae", "kl")
 LR_SCHEDULES = ("constant", "cosine")
 REC_LOSSES = ("l1", "l2")
 EVAL_METRICS = ("lpips", "rfid", "kid", "cmmd")  # the reference-network metrics train.eval_metrics may name
+# quantizer.lc_init: the paper's random init (uniform), the feature-statistics draw (an extra arm), selection, k-means
+LC_INITS = ("uniform", "feature-normal", "select", "kmeans")
+RENAMED_LC_INITS = {"normal": "feature-normal"}  # old name → new name (an error that names the new one)
+PROJECTOR_INITS = ("torch", "normal")
 
 
 class ConfigError(ValueError):
@@ -61,18 +65,21 @@ class QuantizerConfig:
     beta: float = 0.25  # commitment weight
     legacy: bool = True  # taming's swapped beta: beta on the codebook term instead of the commitment term
     l2_norm: bool = False  # cosine matching: l2-normalise latents and codes
-    init: str = "uniform"  # codebook init: uniform (taming: ±1/K) | normal
+    init: str = "uniform"  # vq / vq-fc / vq-ema codebook init: uniform (taming: U(±1/K)) | normal (N(0, 1))
     chunk_size: int = 16384  # codebook entries per chunk of the nearest-code search
     low_dim: int = 0  # D′: lookup dim of vq-fc / lc (latents projected D→D′ and back); 0 = D/2 for vq-fc, D for lc
     ema_decay: float = 0.99  # vq-ema: EMA decay of cluster sizes and code sums
     ema_eps: float = 1e-5  # vq-ema: Laplace smoothing of the cluster sizes
+    ema_count_init: float = 1.0  # vq-ema: initial cluster sizes n_k (VQGAN-LC's EMA baseline: 0; see recipes)
+    ema_beta: float = 0.25  # vq-ema: weight of its only loss term, the commitment ‖sg(z_q) − z‖² (VQGAN-LC: 1)
     lc_source: str = "pixels"  # lc features: pixels | encoder:<run dir> | clip:<model>[:<tag or file>] | random
     lc_feature_dim: int = 0  # C of lc_source=random (0 = D′); the other sources fix C
-    lc_init: str = "kmeans"  # lc codebook from the features: normal | select | kmeans
+    lc_init: str = "kmeans"  # lc codebook: uniform (U(±1/N), no data) | feature-normal | select | kmeans
     lc_patch: int = 4  # pixels source: F×F×3 patches at stride F (match the model's downsampling factor)
     lc_samples: int = 0  # feature vectors drawn to build the codebook (0 = max(2N, 100000), capped by the data)
     lc_kmeans_iters: int = 10  # Lloyd iterations of the k-means init
     projector: str = "linear"  # lc: codebook projector C→D′: linear | mlp | none (needs C == D′)
+    projector_init: str = "torch"  # lc linear projector: torch (nn.Linear default) | normal (weight ~ N(0, 1/D′))
     lc_trainable: bool = False  # lc: train the codebook features as well (trainable codebook + projector)
     codebook_cache: str = ""  # cache of built lc codebooks ("" = $PQSTUDY_CACHE_DIR or ~/.cache/pqstudy/codebooks)
 
@@ -386,21 +393,28 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(q.sub_kind in QUANTIZERS and q.sub_kind != "pq", "quantizer.sub_kind", q.sub_kind,
              f"choose one of {sorted(k for k in QUANTIZERS if k != 'pq')}")
     _require(q.beta >= 0, "quantizer.beta", q.beta, "must be >= 0")
+    _require(q.init in ("uniform", "normal"), "quantizer.init", q.init, "choose uniform or normal")
     _require(q.chunk_size >= 1, "quantizer.chunk_size", q.chunk_size, "must be >= 1")
     _require(q.low_dim >= 0, "quantizer.low_dim", q.low_dim, "must be >= 0 (0 = same as D)")
     _require(0.0 < q.ema_decay < 1.0, "quantizer.ema_decay", q.ema_decay, "must be in (0, 1)")
     _require(q.ema_eps > 0, "quantizer.ema_eps", q.ema_eps, "must be > 0")
+    _require(q.ema_count_init >= 0, "quantizer.ema_count_init", q.ema_count_init, "must be >= 0")
+    _require(q.ema_beta >= 0, "quantizer.ema_beta", q.ema_beta, "must be >= 0")
     _require(q.lc_source in ("pixels", "random") or any(
         q.lc_source.startswith(p) and len(q.lc_source) > len(p) for p in ("encoder:", "clip:")),
         "quantizer.lc_source", q.lc_source, "choose pixels, random, encoder:<run dir> or clip:<model>[:<tag or file>]")
     _require(q.lc_feature_dim >= 0, "quantizer.lc_feature_dim", q.lc_feature_dim, "must be >= 0")
-    _require(q.lc_init in ("normal", "select", "kmeans"), "quantizer.lc_init", q.lc_init,
-             "choose normal, select or kmeans")
+    _require(q.lc_init not in RENAMED_LC_INITS, "quantizer.lc_init", q.lc_init,
+             f"renamed: the draw from the feature statistics is now {RENAMED_LC_INITS.get(q.lc_init)!r}, and "
+             f"VQGAN-LC's random init is 'uniform'; choose one of {list(LC_INITS)}")
+    _require(q.lc_init in LC_INITS, "quantizer.lc_init", q.lc_init, f"choose one of {list(LC_INITS)}")
     _require(q.lc_patch >= 1, "quantizer.lc_patch", q.lc_patch, "must be >= 1")
     _require(q.lc_samples >= 0, "quantizer.lc_samples", q.lc_samples, "must be >= 0 (0 = automatic)")
     _require(q.lc_kmeans_iters >= 1, "quantizer.lc_kmeans_iters", q.lc_kmeans_iters, "must be >= 1")
     _require(q.projector in ("linear", "mlp", "none"), "quantizer.projector", q.projector,
              "choose linear, mlp or none")
+    _require(q.projector_init in PROJECTOR_INITS, "quantizer.projector_init", q.projector_init,
+             f"choose one of {list(PROJECTOR_INITS)}")
     if "lc" in (q.kind, q.sub_kind if q.kind == "pq" else None) and q.projector == "none":
         from pqstudy.quantizers.lc import known_feature_dim  # late import, as above
 

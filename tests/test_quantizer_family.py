@@ -204,9 +204,9 @@ def blobs(n_clusters=24, per=(20, 400), dim=8, seed=0):
 def test_kmeans_beats_random_selection_on_synthetic_clusters():
     x = blobs()
     k = 24
-    errors = {s: within_cluster_error(x, codebook_from_features(x, k, s, seed=0)) for s in ("normal", "select")}
+    errors = {s: within_cluster_error(x, codebook_from_features(x, k, s, seed=0)) for s in ("feature-normal", "select")}
     errors["kmeans"] = within_cluster_error(x, codebook_from_features(x, k, "kmeans", seed=0, iters=30))
-    assert errors["kmeans"] < 0.1 * min(errors["select"], errors["normal"]), errors
+    assert errors["kmeans"] < 0.1 * min(errors["select"], errors["feature-normal"]), errors
     # seeded: the same seed gives the same codebook
     assert torch.equal(kmeans(x, k, iters=5, seed=3), kmeans(x, k, iters=5, seed=3))
 

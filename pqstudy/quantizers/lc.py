@@ -1,9 +1,10 @@
 """``lc``: VQGAN-LC's large frozen codebook with a learned projector.
 
 A frozen N × C feature bank (built by :func:`pqstudy.codebook_init.build_codebook`: k-means / random selection /
-random normal of pixel, encoder or CLIP features) is mapped into the D′-dim latent space by a projector every step;
-latents take their nearest projected entry (squared L2, straight-through gradients). Loss terms as ``vq``:
-‖sg(z_q) − z‖² and ‖z_q − sg(z)‖² with β (and the ``legacy`` swap); the codebook term trains the projector.
+feature-statistics normal draw of pixel, encoder or CLIP features, or VQGAN-LC's uniform random init) is mapped into
+the D′-dim latent space by a projector every step; latents take their nearest projected entry (squared L2,
+straight-through gradients). Loss terms as ``vq``: ‖sg(z_q) − z‖² and ‖z_q − sg(z)‖² with β (and the ``legacy``
+swap); the codebook term trains the projector.
 
 Ablation variants (``quantizer.projector`` / ``quantizer.lc_trainable``):
 
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from pqstudy.quantizers.base import Quantizer, VectorOutput, commitment_terms, nearest_code, straight_through
 
 PROJECTORS = ("linear", "mlp", "none")
+PROJECTOR_INITS = ("torch", "normal")
 
 
 class FeatureBank(nn.Module):
@@ -61,9 +63,18 @@ class FeatureBank(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def make_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+def make_projector(kind: str, in_dim: int, out_dim: int, init: str = "torch") -> nn.Module:
+    """The codebook projector C → D′. ``init`` of the ``linear`` one: ``torch`` (nn.Linear's default) or ``normal``,
+    VQGAN-LC's weight ~ N(0, std = D′^−½) with torch's default bias (their ``models_vq.py:115-116``, D′ = embed_dim).
+    The ``mlp`` keeps torch's default in both cases, as VQGAN-LC's MLP projector does (``models_vq.py:119-124``, the
+    normal init commented out)."""
+    if init not in PROJECTOR_INITS:
+        raise ValueError(f"quantizer.projector_init={init!r}: choose one of {list(PROJECTOR_INITS)}")
     if kind == "linear":
-        return nn.Linear(in_dim, out_dim)
+        layer = nn.Linear(in_dim, out_dim)
+        if init == "normal":
+            nn.init.normal_(layer.weight, std=out_dim**-0.5)
+        return layer
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim))
     if kind == "none":
@@ -88,14 +99,15 @@ class LCQuantizer(Quantizer):
         legacy: bool = True,
         l2_norm: bool = False,
         chunk_size: int = 16384,
+        projector_init: str = "torch",
     ):
         super().__init__()
         self.bank = codebook if isinstance(codebook, FeatureBank) else FeatureBank(codebook, trainable)
         self.codebook_size, feature_dim = self.bank.shape
         self.dim, self.lookup_dim = dim, low_dim or dim
         self.beta, self.legacy, self.l2_norm, self.chunk_size = beta, legacy, l2_norm, chunk_size
-        self.projector_kind, self.feature_dim = projector, feature_dim
-        self.projector = make_projector(projector, feature_dim, self.lookup_dim)
+        self.projector_kind, self.projector_init, self.feature_dim = projector, projector_init, feature_dim
+        self.projector = make_projector(projector, feature_dim, self.lookup_dim, projector_init)
         factorised = self.lookup_dim != dim
         self.proj_in = nn.Linear(dim, self.lookup_dim) if factorised else None
         self.proj_out = nn.Linear(self.lookup_dim, dim) if factorised else None
@@ -113,14 +125,16 @@ class LCQuantizer(Quantizer):
             from pqstudy.codebook_init import build_codebook
 
             codebook = build_codebook(q, None, 0, lookup_dim=q.low_dim or dim)
-        return cls(codebook, dim, q.projector, q.lc_trainable, q.low_dim, q.beta, q.legacy, q.l2_norm, q.chunk_size)
+        return cls(codebook, dim, q.projector, q.lc_trainable, q.low_dim, q.beta, q.legacy, q.l2_norm, q.chunk_size,
+                   q.projector_init)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         stored = state_dict.get(prefix + "bank.features")
         if stored is not None and stored.shape[1] != self.feature_dim:  # a placeholder: rebuild for the stored C
             device = self.bank.features.device
             self.feature_dim = stored.shape[1]
-            self.projector = make_projector(self.projector_kind, self.feature_dim, self.lookup_dim).to(device)
+            self.projector = make_projector(self.projector_kind, self.feature_dim, self.lookup_dim,
+                                            self.projector_init).to(device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def project(self, features: Tensor) -> Tensor:

@@ -3,14 +3,20 @@
 No gradient reaches the codebook (it is a buffer). In training mode each forward, after the lookup, updates with
 decay γ = ``quantizer.ema_decay`` (0.99) and Laplace smoothing ε = ``quantizer.ema_eps`` (1e-5):
 
-    n_k ← γ n_k + (1 − γ) · #{i : idx_i = k}            (cluster sizes, start at 1)
+    n_k ← γ n_k + (1 − γ) · #{i : idx_i = k}            (cluster sizes, start at ``quantizer.ema_count_init``)
     m_k ← γ m_k + (1 − γ) · Σ_{i : idx_i = k} z_i         (code sums, start at the initial codes)
     ñ_k = (n_k + ε) / (Σ_j n_j + K ε) · Σ_j n_j          (Laplace-smoothed sizes)
     e_k = m_k / ñ_k
 
-Starting the sizes at 1 and the sums at the initial codes keeps an unused entry where it was instead of dividing by a
-near-zero size. Counts and sums use ``bincount`` / ``index_add_`` (no one-hot over K). Evaluation mode never updates.
-The loss is the commitment term only, β‖sg(z_q) − z‖² (the ``legacy`` swap does not apply: there is no codebook term).
+The sums start at the initial codes. Starting the sizes at 1 (the default) keeps an unused entry where it was instead
+of dividing by a near-zero size. VQGAN-LC's EMA baseline starts them at 0 (``ema_count_init=0``, its
+``models_vq.py:129``): an entry unused from the start then has n_k = 0 and e_k = m_k / ñ_k with a tiny ñ_k, so it is
+flung far away from the data and stays unused — part of what that baseline measures. Counts and sums use ``bincount``
+/ ``index_add_`` (no one-hot over K). Evaluation mode never updates.
+
+The loss is the commitment term only, ``ema_beta`` · ‖sg(z_q) − z‖² (taming's EMAVectorQuantizer: β = 0.25; VQGAN-LC:
+1, ``F.mse_loss(z_q.detach(), z)`` at ``models_vq.py:198``). ``quantizer.beta`` and ``legacy`` weigh the codebook term
+of the gradient-trained kinds, which EMA has not.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ class EMAVectorQuantizer(Quantizer):
         l2_norm: bool = False,
         init: str = "uniform",
         chunk_size: int = 16384,
+        count_init: float = 1.0,
     ):
         super().__init__()
         if not 0.0 < decay < 1.0:
             raise ValueError(f"quantizer.ema_decay={decay!r}: must be in (0, 1)")
+        if not count_init >= 0:
+            raise ValueError(f"quantizer.ema_count_init={count_init!r}: must be >= 0")
         self.codebook_size, self.dim = codebook_size, dim
         self.beta, self.decay, self.eps, self.l2_norm, self.chunk_size = beta, decay, eps, l2_norm, chunk_size
         if init == "uniform":  # taming: U(-1/K, 1/K)
@@ -48,12 +57,13 @@ class EMAVectorQuantizer(Quantizer):
         if l2_norm:
             weight = F.normalize(weight, dim=1)
         self.register_buffer("embedding", weight)
-        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("cluster_size", torch.full((codebook_size,), float(count_init)))
         self.register_buffer("embed_avg", weight.clone())
 
     @classmethod
     def from_config(cls, q, dim: int | None = None) -> EMAVectorQuantizer:
-        return cls(q.codebook_size, dim or q.dim, q.beta, q.ema_decay, q.ema_eps, q.l2_norm, q.init, q.chunk_size)
+        return cls(q.codebook_size, dim or q.dim, q.ema_beta, q.ema_decay, q.ema_eps, q.l2_norm, q.init, q.chunk_size,
+                   q.ema_count_init)
 
     def codebook(self) -> Tensor:
         return self.embedding
