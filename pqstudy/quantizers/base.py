@@ -124,7 +124,7 @@ def _nearest_code_running(x: Tensor, codebook: Tensor, chunk_size: int) -> Tenso
     return best_idx
 
 
-_BATCHED_TILE = 1 << 19  # CPU: distances per (M × queries × codes) tile of the batched search (2 MiB of float32)
+_BATCHED_TILE = 1 << 21  # CPU: distances per (M × queries × codes) tile of the batched search (8 MiB of float32)
 _BATCHED_TILE_GPU = 1 << 25  # GPU: 128 MiB of float32 per tile
 
 
@@ -135,7 +135,7 @@ def nearest_code_batched(x: Tensor, codebooks: Tensor, chunk_size: int = 16384) 
     Row n of subspace m gets the index of its nearest row of ``codebooks[m]`` (squared L2); ties go to the lowest
     index. One batched matmul (``bmm``) of the augmented rows ``[−2x, 1]`` and ``[c, ||c||²]`` per tile replaces M
     separate searches. Memory is bounded: the queries are taken in blocks that keep each (M × queries × codes)
-    distance tile within 2 MiB on CPU (128 MiB on GPU); on GPU the codebooks are scanned in blocks of ``chunk_size``
+    distance tile within 8 MiB on CPU (128 MiB on GPU); on GPU the codebooks are scanned in blocks of ``chunk_size``
     entries with a running min/argmin (strict ``<``, so an earlier block wins a tie). Never materialises M × N × K.
 
     On CPU with K > ``min(chunk_size, 1024)`` each subspace goes to :func:`nearest_code`'s cache-blocked two-pass
