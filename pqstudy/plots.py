@@ -873,9 +873,10 @@ def plot_reconstructions(results_dir, run_ids: list[str] | None = None, df=None)
             ax.imshow(image)
             ax.set_axis_off()
             ax.set_title(run_label(_run_row(df, rid), rid), fontsize=9, loc="left")
+        height = fig.get_figheight()
         fig.suptitle("Reconstructions on the test split (in each panel: inputs above, reconstructions below)",
-                     fontsize=10)
-        fig.tight_layout()
+                     fontsize=10, y=1 - 0.08 / height)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / height))
     return fig
 
 
