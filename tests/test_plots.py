@@ -1,29 +1,324 @@
-"""Figures from a synthetic results folder, and codebook export from a real (3-step) smoke run."""
+"""Figures from a fake results folder built to the study's contract (every grid, the rate-matched one included; three
+seeds per point; a few stale 200-step runs beside the 800-step ones), and codebook export from a real (3-step) run."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
 from pqstudy import plots
-from pqstudy.study.codebooks import export_codebook, list_codebooks, load_codebook, subsample_indices
-from pqstudy.study.store import runs_dataframe
+from pqstudy.config import get_profile
+from pqstudy.runio import write_json
+from pqstudy.study.codebooks import (
+    codebook_path,
+    export_codebook,
+    list_codebooks,
+    load_codebook,
+    save_codebook,
+    subsample_indices,
+)
+from pqstudy.study.store import run_path, runs_dataframe
+
+SEEDS = (0, 1, 2)
+BASE = get_profile("default").to_dict()
+
+
+def _config(kind="vq", dim=8, k=1024, m=1, seed=0, steps=800, model="quantized", **quantizer) -> dict:
+    cfg = copy.deepcopy(BASE)
+    cfg["model"]["kind"] = model
+    cfg["quantizer"].update({"kind": kind, "dim": dim, "codebook_size": k, "subspaces": m, **quantizer})
+    cfg["train"].update({"seed": seed, "steps": steps, "history_every": 100})
+    return cfg
+
+
+def _psnr(q: dict, model: str, seed: int, steps: int) -> float:
+    if model != "quantized":
+        base = 30.0 if model == "ae" else 29.5
+    else:
+        bits = q["subspaces"] * math.log2(q["codebook_size"])
+        base = 20.0 + 0.25 * bits + {"vq": 0.0, "pq": 0.6, "lc": 0.3, "vq-fc": 0.1, "vq-ema": 0.2}[q["kind"]]
+        base += {"uniform": -1.0, "feature-normal": -0.5, "select": -0.2}.get(q.get("lc_init"), 0.0)
+        base -= 2.0 if q.get("projector") == "none" else 0.0
+    return base + 0.15 * seed - (3.0 if steps < 800 else 0.0)
+
+
+def _write_run(results: Path, grid: str, cfg: dict) -> str:
+    q, model, seed, steps = cfg["quantizer"], cfg["model"]["kind"], cfg["train"]["seed"], cfg["train"]["steps"]
+    extra = "-".join(f"{key}{q[key]}" for key in ("lc_init", "projector", "lc_trainable", "low_dim") if key in q)
+    rid = f"{model}-{q['kind']}-d{q['dim']}-k{q['codebook_size']}-m{q['subspaces']}-{extra}-s{seed}-t{steps}"
+    rid = rid.replace("--", "-")
+    previous = run_path(results, rid)
+    if previous.exists():  # a config shared by two grids: one run listing both
+        import json
+
+        record = json.loads(previous.read_text())
+        record["grids"].append(grid)
+        write_json(previous, record)
+        return rid
+    psnr = _psnr(q, model, seed, steps)
+    metrics = {"psnr": psnr, "ssim": min(0.99, 0.5 + (psnr - 20) / 80), "lpips": 0.3 - (psnr - 20) / 100,
+               "steps": steps}
+    history = [{"step": s, "epoch": round(s / 1562.5, 3)} for s in range(100, steps + 1, 100)]
+    if model == "quantized":
+        k = q["codebook_size"]
+        util = min(1.0, {"vq": 300, "vq-fc": 900, "vq-ema": 3000, "lc": 10 * k, "pq": 10 * k}[q["kind"]] / k)
+        util = min(1.0, util + 0.01 * seed)
+        metrics.update({"utilisation": util, "utilisation_test": util * 0.95, "perplexity": util * k * 0.7,
+                        "perplexity_test": util * k * 0.6, "positions_per_entry": 50_000 * 64 / k,
+                        "positions_counted": 50_000 * 64, "bits_per_position": q["subspaces"] * math.log2(k)})
+        for i, record in enumerate(history):
+            record["utilisation"] = util * (0.5 + 0.5 * (i + 1) / len(history))
+    record = {"run_id": rid, "grids": [grid], "status": "ok", "error": None, "config": cfg, "metrics": metrics,
+              "history": history, "wall_seconds": 10.0, "notebook": None, "finished_at": "2026-11-26T00:00:00+00:00"}
+    write_json(run_path(results, rid), record)
+    return rid
+
+
+def _grid_configs() -> list[tuple[str, dict]]:
+    out = []
+    for seed in SEEDS:
+        for dim in (8, 16, 32):
+            out += [("pq-vs-vq-dim", _config("vq", dim, 1024, 1, seed)),
+                    ("pq-vs-vq-dim", _config("pq", dim, 256, dim // 2, seed))]
+        out += [("pq-codebook-size", _config("pq", 8, k, 4, seed)) for k in (16, 64, 256, 1024)]
+        out += [("pq-subspaces", _config("vq" if m == 1 else "pq", 8, 256, m, seed)) for m in (1, 2, 4, 8)]
+        out += [("lc-method-size", _config(kind, 8, k, 1, seed, low_dim=4 if kind == "vq-fc" else 0))
+                for kind in ("vq", "vq-fc", "vq-ema", "lc") for k in (1024, 16384, 100_000)]
+        out += [("lc-init", _config("lc", 8, 16384, 1, seed, lc_init=init))
+                for init in ("uniform", "feature-normal", "select", "kmeans")]
+        out += [("lc-projector", _config("lc", 8, 16384, 1, seed, lc_init="kmeans", projector=p, lc_trainable=t))
+                for p, t in (("none", False), ("linear", False), ("linear", True))]
+        out += [("lc-projected-dim", _config("lc", 8, 16384, 1, seed, lc_init="kmeans", low_dim=d))
+                for d in (8, 16, 32)]
+        out += [("continuous", _config("vq", 8, 1024, 1, seed, model=kind)) for kind in ("ae", "kl")]
+        out += [("rate-matched", _config(kind, 8, k, m, seed))
+                for kind, k, m in (("vq", 1024, 1), ("pq", 32, 2), ("lc", 1024, 1), ("vq", 65536, 1), ("pq", 16, 4),
+                                   ("lc", 65536, 1))]
+    # stale runs of an older, shorter study: they must never share an axis with the 800-step runs
+    out += [("lc-method-size", _config(kind, 8, k, 1, 0, steps=200)) for kind in ("vq", "lc") for k in (1024, 16384)]
+    out += [("pq-vs-vq-dim", _config("pq", 32, 256, 16, 0, steps=200))]
+    return out
+
+
+def fake_results(results: Path, codebook_entries: int = 40) -> Path:
+    """A results folder as the study writes it: run files, exported codebooks of seed 0 in lc-method-size (the last
+    two with the train-pass counts), reconstruction PNGs of a few runs."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    for grid, cfg in _grid_configs():
+        _write_run(results, grid, cfg)
+    df = runs_dataframe(results)
+    lc = df[df["grids"].str.contains("lc-method-size") & (df["train.seed"] == 0) & (df["train.steps"] == 800)]
+    for _, row in lc.iterrows():
+        k, util = int(row["quantizer.codebook_size"]), float(row["utilisation"])
+        used = rng.random(k) < util
+        eval_counts = (used * rng.integers(1, 50, size=k))[None, :]
+        train_counts = np.stack([(rng.random(k) < util * f) * rng.integers(1, 9, size=k)
+                                 for f in np.linspace(0.5, 1.0, 8)])[:, None, :]  # one per history record
+        idx = np.sort(rng.choice(k, size=codebook_entries, replace=False))
+        save_codebook(codebook_path(results, row["run_id"]), eval_counts=eval_counts, train_counts=train_counts,
+                      indices=idx, vectors=rng.normal(size=(codebook_entries, 8)),
+                      meta={"run_id": row["run_id"], "kind": row["quantizer.kind"], "codebook_size": k,
+                            "num_codebooks": 1})
+    recon = df[df["grids"].str.contains("pq-vs-vq-dim|continuous") & (df["train.seed"] == 0)]
+    for rid in recon["run_id"]:
+        path = results / "recon" / f"{rid}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plt.imsave(path, rng.random((20, 80, 3)))
+    return results
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    return synthetic_results(tmp_path_factory.mktemp("results"))
+    return fake_results(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def df(results):
+    return runs_dataframe(results)
+
+
+def _data_axes(fig):
+    """The axes that draw runs (colorbars and image panels left out)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and (ax.lines or ax.collections)]
 
 
 def test_make_all_figures_writes_every_figure(results):
-    paths = plots.make_all_figures(results, tsne_points=40)
-    assert [p.stem for p in paths] == list(plots.FIGURE_NAMES)
+    paths = plots.make_all_figures(results, tsne=False)  # t-SNE: test_tsne_active_entries_are_those_counted
+    assert [p.stem for p in paths] == [n for n in plots.FIGURE_NAMES if n != "codebook_tsne"]
+    assert "rate_matched" in plots.FIGURE_NAMES
     for path in paths:
         assert path.parent == results / "figures" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((results / "figures").glob(".*"))  # no temp files left
+
+
+STEP_FIGURES = ("utilisation_vs_codebook_size", "utilisation_per_epoch", "psnr_vs_dim", "psnr_vs_codebook_size",
+                "psnr_vs_subspaces", "rate_matched", "quality_vs_bits", "lc_ablations")
+
+
+@pytest.mark.parametrize("name", STEP_FIGURES)
+def test_no_axis_mixes_training_lengths(results, df, name):
+    """The fake study holds 200-step runs beside the 800-step ones, in lc-method-size and pq-vs-vq-dim: every axis
+    that draws runs is tagged with one length (mark_axis raises otherwise); the grid figures keep the 800-step runs
+    and say how many they left out, quality_vs_bits draws one row per length."""
+    import matplotlib.pyplot as plt
+
+    fig = plots.make_figure(name, results, df)
+    try:
+        tags = [ax.get_gid() for ax in _data_axes(fig)]
+        assert tags and all(t and t.startswith("train.steps=") for t in tags), tags
+        if name == "quality_vs_bits":
+            assert sorted(set(tags)) == ["train.steps=200", "train.steps=800"]
+            assert tags.count("train.steps=200") == 2  # PSNR and SSIM of the 200-step row
+        else:
+            assert set(tags) == {"train.steps=800"}
+        texts = " ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes])
+        if name in ("utilisation_vs_codebook_size", "utilisation_per_epoch", "psnr_vs_dim"):
+            assert "left out" in texts  # the reader is told
+        assert "800" in texts and "steps" in texts and "seed" in texts
+    finally:
+        plt.close(fig)
+
+
+def test_mixed_lengths_raise_and_the_longest_are_kept(df):
+    import matplotlib.pyplot as plt
+
+    mixed = df[df["grids"].str.contains("lc-method-size")]
+    assert plots.training_lengths(mixed) == [200, 800]
+    with pytest.raises(plots.MixedTrainingLengths, match=r"\[200, 800\]"):
+        plots.check_one_length(mixed, "here")
+    fig, ax = plt.subplots()
+    with pytest.raises(plots.MixedTrainingLengths):
+        plots.mark_axis(ax, mixed, "here")
+    plt.close(fig)
+    kept, note = plots.one_training_length(mixed, "lc-method-size")
+    assert plots.training_lengths(kept) == [800] and len(kept) == len(mixed) - 4
+    assert note == "4 run(s) at 200 steps left out"
+    same, note = plots.one_training_length(kept, "x")
+    assert len(same) == len(kept) and note == ""
+
+
+def test_seed_spread_is_drawn(results, df):
+    """Three seeds per point: each point has a min–max whisker and its seeds as faint dots, and the mean is theirs."""
+    import matplotlib.pyplot as plt
+
+    fig = plots.plot_psnr_vs_dim(df)
+    ax = fig.axes[0]
+    whiskers = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
+    assert len(whiskers) == 6  # VQ and PQ at D = 8, 16, 32
+    runs = df[df["grids"].str.contains("pq-vs-vq-dim") & (df["train.steps"] == 800) & (df["quantizer.kind"] == "vq")
+              & (df["quantizer.dim"] == 8)]
+    vq_line = next(line for line in ax.lines if line.get_label().startswith("VQ"))
+    assert vq_line.get_ydata()[0] == pytest.approx(runs["psnr"].mean())
+    segments = [s for c in whiskers for s in c.get_segments()]
+    assert any(s[:, 1].min() == pytest.approx(runs["psnr"].min()) and s[:, 1].max() == pytest.approx(runs["psnr"].max())
+               for s in segments)
+    assert "3 seeds per point" in ax.get_title()
+    plt.close(fig)
+
+
+def test_psnr_vs_dim_shows_bits_per_position(df):
+    import matplotlib.pyplot as plt
+
+    fig = plots.plot_psnr_vs_dim(df)
+    labels = sorted(t.get_text() for t in fig.axes[0].texts if t.get_text().endswith(" bits"))
+    assert labels == sorted(["10 bits"] * 3 + ["32 bits", "64 bits", "128 bits"])  # VQ K=1024; PQ M=D/2, K=256
+    plt.close(fig)
+
+
+def test_lc_ablations_are_dot_plots_on_shared_scales(df):
+    import matplotlib.pyplot as plt
+
+    fig = plots.plot_lc_ablations(df)
+    axes = fig.axes
+    assert len(axes) == 6 and not any(ax.patches for ax in axes)  # no bars: nothing to cut
+    psnr_row = axes[:3]
+    assert len({ax.get_ylim() for ax in psnr_row}) == 1  # one scale across the grids
+    ticks = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert ticks[0].startswith("uniform") and ticks[1].startswith("normal from") and ticks[-1] == "k-means"
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["static,\nno projector", "static\n+ projector\n(LC)",
+                                                                 "trainable\n+ projector"]
+    assert all("3 seeds per variant" in ax.get_title() for ax in psnr_row)
+    plt.close(fig)
+
+
+def test_rate_matched_has_one_series_per_method_and_lpips_when_measured(df):
+    import matplotlib.pyplot as plt
+
+    fig = plots.plot_rate_matched(df)
+    assert [ax.get_ylabel().split(" on ")[0] for ax in fig.axes] == ["PSNR", "LPIPS"]
+    for ax in fig.axes:
+        series = sorted(line.get_label() for line in ax.lines if not line.get_label().startswith("_"))
+        assert series == ["LC", "PQ", "VQ"]
+        assert {round(x) for line in ax.lines for x in line.get_xdata()} <= {10, 11, 15, 16, 17}
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"K=1,024", "M=2·K=32", "K=65,536", "M=4·K=16"} <= texts
+    plt.close(fig)
+    fig = plots.plot_rate_matched(df.assign(lpips=None))
+    assert len(fig.axes) == 1
+    plt.close(fig)
+
+
+def test_reconstructions_are_labelled_by_method_k_d(results, df):
+    import matplotlib.pyplot as plt
+
+    chosen = plots.default_recon_runs(results, df)
+    fig = plots.plot_reconstructions(results, chosen, df=df)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0] == "VQ K=1,024 D=32 · seed 0 · 800 steps"
+    assert titles[1] == "PQ M=16 K=256 D=32 · seed 0 · 800 steps"  # the 800-step run, not the stale 200-step one
+    assert any(t.startswith("AE (continuous) D=8") for t in titles)
+    assert not any(rid in " ".join(titles) for rid in chosen)
+    plt.close(fig)
+
+
+def test_codebook_figures_pick_vq_fc_vq_ema_lc_at_two_sizes_seed_0(results, df):
+    chosen = plots.default_codebook_runs(results, df)
+    rows = df.set_index("run_id").loc[chosen]
+    assert list(zip(rows["quantizer.kind"], rows["quantizer.codebook_size"].astype(int), strict=True)) == [
+        ("vq-fc", 1024), ("vq-ema", 1024), ("lc", 1024), ("vq-fc", 100_000), ("vq-ema", 100_000), ("lc", 100_000)]
+    assert set(rows["train.seed"]) == {0} and set(rows["train.steps"]) == {800}
+
+
+def test_usage_counts_prefer_the_train_pass():
+    eval_counts, train_pass = np.array([[0, 3, 1]]), np.array([[2, 0, 0]])
+    counts, split = plots.usage_counts({"eval_counts": eval_counts})
+    assert split == "eval split" and np.array_equal(counts, eval_counts)
+    counts, split = plots.usage_counts({"eval_counts": eval_counts, "train_pass_counts": train_pass})
+    assert split == "train split" and np.array_equal(counts, train_pass)
+    with pytest.raises(KeyError, match="train_pass_counts"):
+        plots.usage_counts({"vectors": np.zeros((2, 2))})
+
+
+def test_tsne_active_entries_are_those_counted(results, df):
+    """Active / inactive in the t-SNE panel are exactly the shown entries with a count > 0 (usage_counts)."""
+    import matplotlib.pyplot as plt
+
+    rid = plots.default_codebook_runs(results, df)[0]
+    book = load_codebook(results, rid)
+    counts = plots.usage_counts(book)[0][0][book["indices"]]
+    fig = plots.plot_codebook_tsne(results, [rid], max_points=40, df=df)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [f"inactive ({(counts == 0).sum()})", f"active ({(counts > 0).sum()})"]
+    assert fig.axes[0].get_title().startswith("VQ-FC K=1,024 D=8 D′=4 · seed 0")
+    plt.close(fig)
+
+
+def test_utilisation_per_epoch_shows_the_smallest_and_largest_size_with_seed_bands(results, df):
+    import matplotlib.pyplot as plt
+
+    fig = plots.plot_utilisation_per_epoch(results, df=df)
+    axes = _data_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["K = 1,024", "K = 100,000"]
+    assert all(len(ax.collections) == 4 for ax in axes)  # a seed band per method
+    assert all(ax.get_xlabel().startswith("epoch") for ax in axes)
+    plt.close(fig)
 
 
 def test_figures_are_skipped_without_data(tmp_path, caplog):
@@ -32,19 +327,13 @@ def test_figures_are_skipped_without_data(tmp_path, caplog):
     assert "figure psnr_vs_dim skipped" in caplog.text
     with pytest.raises(plots.NoData):
         plots.plot_psnr_vs_dim(runs_dataframe(tmp_path))
+    with pytest.raises(plots.NoData):
+        plots.plot_rate_matched(runs_dataframe(tmp_path))
 
 
-def test_codebook_figures_pick_one_run_per_method_at_the_largest_size(results):
-    chosen = plots.default_codebook_runs(results)
-    df = runs_dataframe(results).set_index("run_id")
-    assert [df.loc[r, "quantizer.kind"] for r in chosen] == ["vq", "vq-fc", "vq-ema", "lc"]
-    assert {int(df.loc[r, "quantizer.codebook_size"]) for r in chosen} == {100_000}
-
-
-def test_grid_figures_cover_every_grid(results):
+def test_grid_figures_cover_every_grid(results, df):
     import matplotlib.pyplot as plt
 
-    df = runs_dataframe(results)
     for grid, names in plots.GRID_FIGURES.items():
         figures = plots.grid_figures(results, grid, df)
         assert len(figures) == len(names), grid
