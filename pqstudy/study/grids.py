@@ -200,15 +200,24 @@ def lc_projected_dim(profile: str) -> list[RunConfig]:
     """LC's projected dim D′ (= the latent dim D here): VQGAN-LC reports little sensitivity to it. The smallest and
     largest D′ are compared."""
     s = SCALES[profile]
-    return [_lc(profile, s.lc_size, seed, **({} if d == s.dims[0] else {"quantizer.dim": d})) for d in s.lc_dims
+    return [_lc(profile, s.lc_size, seed, **_dprime(profile, d)) for d in s.lc_dims
             for seed in _seeds(profile, d in (min(s.lc_dims), max(s.lc_dims)))]
+
+
+def _dprime(profile: str, d: int) -> dict:
+    """Overrides for LC's projected (lookup) dim D′ = d: the latent dim and the lookup dim both d (no latent
+    projection); none at the recipe's own D′, so that point is the plain LC run."""
+    return {} if d == SCALES[profile].dims[0] else {"quantizer.dim": d, "quantizer.low_dim": d}
 
 
 def lc_projector(profile: str) -> list[RunConfig]:
     """The same frozen codebook without a projector vs with a learned projector (LC) vs trainable codebook +
     projector."""
     s = SCALES[profile]
-    arms = (static_arm({}), {}, {"quantizer.lc_trainable": True})
+    plain = {"quantizer.kind": "lc", "quantizer.codebook_size": s.lc_size, "quantizer.lc_source": "pixels",
+             "quantizer.lc_patch": get_profile(profile).model.downsample, **VQGAN_LC}
+    static = {k: v for k, v in static_arm(plain, profile).items() if k not in plain or plain[k] != v}
+    arms = (static, {}, {"quantizer.lc_trainable": True})
     return [_lc(profile, s.lc_size, seed, **arm) for arm in arms for seed in _seeds(profile, True)]
 
 
@@ -227,7 +236,7 @@ def rate_matched(profile: str) -> list[RunConfig]:
         for seed in _seeds(profile, True):
             configs.append(_vq(profile, dim, 2**bits, seed))
             configs.append(_pq(profile, dim, 2 ** (bits // m), m, seed))
-            configs.append(_lc(profile, 2**bits, seed, **({} if dim == s.dims[0] else {"quantizer.dim": dim})))
+            configs.append(_lc(profile, 2**bits, seed, **_dprime(profile, dim)))
     return configs
 
 

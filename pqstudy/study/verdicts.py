@@ -334,11 +334,15 @@ def _pair_lines(metric: str, pairs: list[tuple[str, Point, Point, tuple[Point, .
 
 
 def _judged(key: str, grid: str, per_metric: dict[str, tuple[int, list[str], dict]], pts_all: list[Point],
-            reason: str = "") -> Verdict:
-    """Combine per-metric ``(state, lines, numbers)`` (primary first) into one verdict."""
+            reason: str = "", primaries: int = 1, need_all: bool = False) -> Verdict:
+    """Combine per-metric ``(state, lines, numbers)`` (primary first) into one verdict. With ``primaries`` = 2 the
+    first two metrics are judged jointly, as the paper reports both: −1 when either contradicts the claim, else +1
+    when either supports it (``need_all``: when both do)."""
     metrics = list(per_metric)
-    primary = per_metric[metrics[0]][0]
-    others = {m: per_metric[m][0] for m in metrics[1:]}
+    states = [per_metric[m][0] for m in metrics[:primaries]]
+    support = all if need_all else any
+    primary = -1 if any(st < 0 for st in states) else (1 if support(st > 0 for st in states) else 0)
+    others = {m: per_metric[m][0] for m in metrics[primaries:]}
     status, note = combine(primary, others)
     evidence = " | ".join(f"{m.upper() if m != 'utilisation' else 'utilisation'}: " + "; ".join(per_metric[m][1])
                           for m in metrics) + "." + (f" Metrics disagree{note}." if note and status != REPRODUCED
@@ -637,7 +641,7 @@ def lc_init_order(df) -> Verdict:
             numbers[f"{hi_}-{lo_}"] = {"diff": pts[hi_].mean - pts[lo_].mean, "margin": m}
         state = -1 if any(st < 0 for st in states) else (1 if states[2] > 0 else 0)
         per_metric[metric] = (state, lines, numbers)
-    return _judged(key, grid, per_metric, pts_all, _context(runs, "_init"))
+    return _judged(key, grid, per_metric, pts_all, _context(runs, "_init"), primaries=2)
 
 
 def _projector_variant(row) -> str:
@@ -669,7 +673,7 @@ def lc_projector(df) -> Verdict:
         if trainable in pts:
             lines.append(f"{trainable} {_fmt_point(pts[trainable], metric)}")
         per_metric[metric] = (_state(states), lines, numbers)
-    return _judged(key, grid, per_metric, pts_all, _context(runs, "_variant"))
+    return _judged(key, grid, per_metric, pts_all, _context(runs, "_variant"), primaries=2)
 
 
 def lc_dprime_insensitive(df) -> Verdict:
@@ -699,7 +703,8 @@ def lc_dprime_insensitive(df) -> Verdict:
         lines = [f"{values}; range {_fmt_diff(spread, metric).lstrip('+')} (threshold "
                  f"{_fmt_diff(tol, metric).lstrip('+')}, margin {_fmt_margin(m, metric)})"]
         per_metric[metric] = (state, lines, {"values": means, "range": spread, "threshold": tol, "margin": m})
-    return _judged(key, grid, per_metric, pts_all, _context(runs, "_dprime"))
+    return _judged(key, grid, per_metric, pts_all, _context(runs, "_dprime"), primaries=2,
+                   need_all=True)
 
 
 CLAIMS = {
