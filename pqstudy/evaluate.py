@@ -3,11 +3,20 @@
 PSNR and SSIM per image; codebook utilisation and perplexity from usage counts over every position of the split
 (a subset understates the utilisation of a large codebook); bits per position; and the reference-network metrics
 (LPIPS, rFID, KID, CMMD), each a number or missing with a ``<name>_missing_reason``.
+
+Utilisation is counted twice. ``utilisation`` / ``perplexity`` come from one pass of the final model's encoder and
+quantiser over the *training* split (:func:`usage_pass`), as the papers count them: the test split's 10,000 × 64
+positions give only 6.4 positions per entry at K = 100,000, too few to tell a fully used codebook (at most
+1 − e^−6.4 ≈ 99.83% even under uniform use) from one that is not. ``utilisation_test`` / ``perplexity_test`` are
+the same statistics over the evaluated split, as before.
+
+On CPU with oneDNN the model and images run in ``channels_last`` (:func:`pqstudy.cpu.channels_last`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from pqstudy.config import RunConfig, eval_metric_names, from_dict
+from pqstudy.cpu import memory_format
 from pqstudy.data import load_dataset, to_model_space
-from pqstudy.metrics.codebook import codebook_metrics
+from pqstudy.metrics.codebook import codebook_metrics, suffixed, train_usage_metrics
 from pqstudy.metrics.image import psnr, ssim, to_unit
 from pqstudy.models import build_model
 from pqstudy.runio import load_checkpoint, read_json, write_json
@@ -74,28 +84,93 @@ def not_computed(cfg: RunConfig) -> dict:
     return out
 
 
+USAGE_BATCH = 1000  # images per batch of the usage pass (encoder + quantiser only: small activations)
+
+
+@torch.inference_mode()
+def count_usage(model, dataset, n: int | None = None, batch_size: int = USAGE_BATCH, device=None,
+                progress: bool = False, desc: str = "usage") -> torch.Tensor:
+    """(M, K) usage counts of the first ``n`` images of ``dataset`` (all when None): encoder + quantiser of
+    ``model`` in eval mode, no decoder."""
+    device = device or next(model.parameters()).device
+    n = len(dataset) if n is None else min(n, len(dataset))
+    fmt = memory_format(device)
+    q = model.quantizer
+    counts = torch.zeros(q.num_codebooks, q.codebook_size, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, mininterval=1.0):
+            x = to_model_space(dataset.get_batch(torch.arange(start, min(start + batch_size, n))))
+            _, quant = model.encode(x.to(device).contiguous(memory_format=fmt))
+            counts += quant.stats["usage"].cpu()
+    finally:
+        model.train(was_training)
+    return counts
+
+
+def usage_pass(model, cfg: RunConfig, device=None, dataset=None, progress: bool = False) -> tuple[dict, torch.Tensor]:
+    """The papers' utilisation: one pass of the final model over the whole training split. Returns the metrics
+    (``utilisation``, ``perplexity``, ``positions_counted``, ``positions_per_entry``, ``utilisation_split``, ...,
+    ``usage_pass_seconds``) and the (M, K) counts. ``dataset`` is the training split when already loaded."""
+    dataset = dataset if dataset is not None else load_dataset(cfg.data, "train", seed=cfg.train.seed)
+    started = time.perf_counter()
+    counts = count_usage(model, dataset, device=device, progress=progress, desc="usage train")
+    metrics = train_usage_metrics(counts, images=len(dataset))
+    metrics["usage_pass_seconds"] = round(time.perf_counter() - started, 3)
+    return metrics, counts
+
+
+def continuous_usage(cfg: RunConfig) -> dict:
+    """The codebook fields of a continuous model: each None, with the reason."""
+    reason = f"continuous model ({cfg.model.kind}): no codebook"
+    return {"utilisation": None, "perplexity": None, "positions_counted": None, "positions_per_entry": None,
+            "utilisation_missing_reason": reason}
+
+
+def write_usage(path: str | os.PathLike, counts: torch.Tensor, test_counts: torch.Tensor | None = None,
+                usage_history=None) -> None:
+    """``usage.npz``: ``eval_counts`` (M, K), the final model's counts over the training split (what the usage
+    figures read); ``test_counts`` (M, K) over the test split; ``train_counts`` (R, M, K), the counts of each
+    training-history window (the utilisation-vs-epoch curve)."""
+    arrays = {"eval_counts": counts.numpy().astype(np.int64)}
+    if test_counts is not None:
+        arrays["test_counts"] = test_counts.numpy().astype(np.int64)
+    if usage_history:
+        arrays["train_counts"] = np.stack(usage_history)
+    np.savez_compressed(path, **arrays)
+
+
 @torch.no_grad()
 def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", progress: bool = False,
                    usage_out: str | os.PathLike | None = None, usage_history=None,
-                   random_backbones: bool = False, dataset=None) -> dict:
+                   random_backbones: bool = False, dataset=None, train_usage: bool = False,
+                   train_dataset=None) -> dict:
     """Evaluate ``model`` on ``split`` of ``cfg.data`` (first ``train.eval_limit`` images, or all of them);
-    ``dataset`` is that split when the caller has already loaded it."""
+    ``dataset`` is that split when the caller has already loaded it.
+
+    The split's codebook statistics get the split as suffix (``utilisation_test``, ``perplexity_test``, ...).
+    With ``train_usage`` the training-split pass (:func:`usage_pass`, on ``train_dataset`` when given) adds the
+    unsuffixed ``utilisation`` / ``perplexity`` / ``positions_counted`` / ...; ``usage_out`` then receives
+    ``usage.npz`` (:func:`write_usage`). ``eval_seconds`` is the time of the split's evaluation."""
     device = device or next(model.parameters()).device
     dataset = dataset if dataset is not None else load_dataset(cfg.data, split, seed=cfg.train.seed)
     n = min(len(dataset), cfg.train.eval_limit) if cfg.train.eval_limit else len(dataset)
     bs = cfg.train.eval_batch_size
+    fmt = memory_format(device)
     quantized = cfg.model.kind == "quantized"
     counts = None
     if quantized:
         counts = torch.zeros(model.quantizer.num_codebooks, model.quantizer.codebook_size, dtype=torch.long)
+    started = time.perf_counter()
     reference = reference_metrics(cfg, device, random_backbones, dataset=dataset, n=n)
     was_training = model.training
     model.eval()
     psnr_sum = ssim_sum = 0.0
     for start in tqdm(range(0, n, bs), desc=f"eval {split}", disable=not progress, mininterval=1.0):
         x = to_model_space(dataset.get_batch(torch.arange(start, min(start + bs, n)))).to(device)
-        out = model(x)
-        rec = out.x_rec.clamp(-1.0, 1.0)
+        out = model(x.contiguous(memory_format=fmt))
+        rec = out.x_rec.clamp(-1.0, 1.0).contiguous()
         real01, rec01 = to_unit(x), to_unit(rec)
         psnr_sum += float(psnr(real01, rec01).sum())
         ssim_sum += float(ssim(real01, rec01).sum())
@@ -107,20 +182,22 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
 
     metrics: dict = {"split": split, "images": n, "psnr": psnr_sum / n, "ssim": ssim_sum / n}
     if quantized:
-        metrics.update(codebook_metrics(counts))
+        metrics.update(suffixed(codebook_metrics(counts), split))
         metrics["bits_per_position"] = model.quantizer.bits_per_position
     else:
-        reason = f"continuous model ({cfg.model.kind}): no codebook"
-        metrics.update({"utilisation": None, "perplexity": None, "bits_per_position": None,
-                        "utilisation_missing_reason": reason})
+        metrics.update({f"utilisation_{split}": None, f"perplexity_{split}": None, "bits_per_position": None})
     if reference is not None:
         metrics.update(reference.compute())
     metrics.update(not_computed(cfg))
-    if usage_out is not None and quantized:
-        arrays = {"eval_counts": counts.numpy().astype(np.int64)}
-        if usage_history:
-            arrays["train_counts"] = np.stack(usage_history)
-        np.savez_compressed(usage_out, **arrays)
+    metrics["eval_seconds"] = round(time.perf_counter() - started, 3)
+    if train_usage:
+        if quantized:
+            usage, train_counts = usage_pass(model, cfg, device, dataset=train_dataset, progress=progress)
+            metrics.update(usage)
+            if usage_out is not None:
+                write_usage(usage_out, train_counts, counts, usage_history)
+        else:
+            metrics.update(continuous_usage(cfg))
     return metrics
 
 
@@ -129,7 +206,7 @@ def load_model(run_dir: str | os.PathLike, device="cpu") -> tuple[torch.nn.Modul
     cfg = from_dict(read_json(Path(run_dir) / "config.json"))
     model = build_model(cfg, init_codebook=False)
     model.load_state_dict(load_checkpoint(run_dir)["model"])
-    return model.to(device).eval(), cfg
+    return model.to(device, memory_format=memory_format(device)).eval(), cfg
 
 
 def metrics_path(run_dir: str | os.PathLike, split: str = "test") -> Path:
@@ -138,16 +215,39 @@ def metrics_path(run_dir: str | os.PathLike, split: str = "test") -> Path:
     return Path(run_dir) / ("metrics.json" if split == "test" else f"metrics_{split}.json")
 
 
+USAGE_KEYS = ("utilisation", "utilisation_min", "perplexity", "codes_used", "utilisation_per_codebook",
+              "positions_counted", "positions_per_entry", "utilisation_split", "usage_pass_seconds")
+
+
 def evaluate(run_dir: str | os.PathLike, split: str = "test", device: str = "auto", progress: bool = True,
-             write: bool = True) -> dict:
+             write: bool = True, usage: bool | None = None) -> dict:
     """Re-evaluate a run directory; with ``write`` the split's metrics file (``metrics_path``) is updated, keeping
-    its other fields: the test split's metrics.json keeps the training fields, and another split never touches it."""
+    its other fields: the test split's metrics.json keeps the training fields, and another split never touches it.
+
+    ``usage`` (test split only) reruns the training-split usage pass (``utilisation``, ``perplexity``,
+    ``positions_counted``, ... and ``usage.npz``; 50,000 encoder passes on CIFAR-10). ``None``: only when
+    metrics.json lacks ``utilisation_split``, i.e. a run recorded before utilisation was counted over the training
+    split, whose ``utilisation`` is the test split's; ``False`` then drops those stale fields instead.
+    """
     run_dir = Path(run_dir)
+    path = metrics_path(run_dir, split)
+    previous = read_json(path) if write and path.exists() else {}
+    if usage and split != "test":
+        raise ValueError(f"usage=True: the training-split usage pass belongs to metrics.json (split='test'), "
+                         f"not split={split!r}")
+    if usage is None:
+        usage = split == "test" and "utilisation_split" not in (read_json(path) if path.exists() else {})
+    if split == "test" and "utilisation_split" not in previous:
+        previous = {k: v for k, v in previous.items() if k not in USAGE_KEYS}
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, dev)
-    metrics = evaluate_model(model, cfg, dev, split=split, progress=progress)
-    path = metrics_path(run_dir, split)
+    usage_file = run_dir / "usage.npz"
+    history = None
+    if usage and usage_file.exists():
+        with np.load(usage_file) as old:
+            history = list(old["train_counts"]) if "train_counts" in old.files else None
+    metrics = evaluate_model(model, cfg, dev, split=split, progress=progress, train_usage=usage,
+                             usage_out=usage_file if usage and write else None, usage_history=history)
     if write:
-        previous = read_json(path) if path.exists() else {}
         write_json(path, {**previous, **metrics})
     return metrics

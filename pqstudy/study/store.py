@@ -30,8 +30,11 @@ STATUSES = ("ok", "failed")
 REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
 # Metric columns of the table, in this order; a run that lacks one leaves it empty.
+# utilisation/perplexity: over the training split (one pass of the final model, as the papers count them);
+# *_test: over the test split; positions_counted: latent positions of that pass (images × h × w, not × M).
 METRIC_COLUMNS = (
     "bits_per_position", "psnr", "ssim", "lpips", "rfid", "kid", "cmmd", "utilisation", "perplexity",
+    "utilisation_test", "perplexity_test", "positions_counted", "positions_per_entry",
 )
 REFERENCE_METRICS = ("lpips", "rfid", "kid", "cmmd")
 # Every metric that can be missing gets a ``<name>_missing_reason`` column.
