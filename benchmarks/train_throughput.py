@@ -1,15 +1,20 @@
 """Images per second of one training step (forward, loss, backward, Adam) for the smoke and default models.
 
-Random images of the profile's size stand in for data so that only the step is timed. Writes
-``results/benchmarks/train_throughput.csv`` and prints one line per configuration.
+Random images of the profile's size stand in for data so that only the step is timed. Each configuration is timed
+in both memory layouts, NCHW and ``channels_last`` (what :func:`pqstudy.cpu.channels_last` picks on this CPU),
+in ``--repeats`` interleaved rounds (NCHW, NHWC, NCHW, ...) so that load from other processes hits both alike; the
+CSV holds the median seconds per step of each layout, the CPU model and the 1-minute load average before and after.
+Writes ``results/benchmarks/train_throughput.csv`` and prints one line per configuration and layout.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--threads 0]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 10] [--repeats 5] [--threads 1] [--cases default]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import apply_overrides, get_profile, validate
+from pqstudy.cpu import channels_last, cpu_model
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.models import build_model
 
@@ -30,56 +36,99 @@ CASES = [
 ]
 
 
-def time_steps(profile: str, overrides: dict, steps: int, warmup: int = 5) -> dict:
-    cfg = validate(apply_overrides(get_profile(profile), overrides))
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    loss_fn = AutoencoderLoss(cfg.loss)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, betas=(0.5, 0.9))
-    b, s = cfg.train.batch_size, cfg.data.image_size
-    x = torch.rand(b, 3, s, s) * 2 - 1
-    elapsed = 0.0
-    for i in range(warmup + steps):
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+class Stepper:
+    """One model, loss and optimiser per layout, built from the same seed; ``run(steps)`` → seconds."""
+
+    def __init__(self, cfg, layout):
+        torch.manual_seed(0)
+        self.model = build_model(cfg).to(memory_format=layout)
+        self.loss_fn = AutoencoderLoss(cfg.loss).to(memory_format=layout)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=cfg.train.lr, betas=(0.5, 0.9))
+        b, s = cfg.train.batch_size, cfg.data.image_size
+        self.x = (torch.rand(b, 3, s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1).contiguous(
+            memory_format=layout)
+        self.i = 0
+
+    def run(self, steps: int) -> float:
         start = time.perf_counter()
-        out = model(x)
-        total, _ = loss_fn.generator_loss(x, out, i, model.last_layer())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if i >= warmup:
-            elapsed += time.perf_counter() - start
-    return {
-        "profile": profile,
-        "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()) or "-",
-        "model_kind": cfg.model.kind,
-        "quantizer": cfg.quantizer.kind,
-        "K": cfg.quantizer.codebook_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "batch_size": b,
-        "image_size": s,
-        "steps_timed": steps,
-        "steps_per_second": steps / elapsed,
-        "images_per_second": steps * b / elapsed,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }
+        for _ in range(steps):
+            out = self.model(self.x)
+            total, _ = self.loss_fn.generator_loss(self.x, out, self.i, self.model.last_layer())
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt.step()
+            self.i += 1
+        return time.perf_counter() - start
+
+
+def time_layouts(profile: str, overrides: dict, steps: int, repeats: int, warmup: int = 3) -> list[dict]:
+    """Median seconds per step of each layout over ``repeats`` interleaved rounds of ``steps`` steps."""
+    cfg = validate(apply_overrides(get_profile(profile), overrides))
+    steppers = {name: Stepper(cfg, layout) for name, layout in LAYOUTS.items()}
+    for stepper in steppers.values():
+        stepper.run(warmup)
+    load_before = os.getloadavg()[0]
+    seconds: dict[str, list[float]] = {name: [] for name in steppers}
+    for _ in range(repeats):
+        for name, stepper in steppers.items():
+            seconds[name].append(stepper.run(steps) / steps)
+    load_after = os.getloadavg()[0]
+    rows = []
+    for name, per_step in seconds.items():
+        median = statistics.median(per_step)
+        rows.append({
+            "profile": profile,
+            "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()) or "-",
+            "layout": name,
+            "chosen_at_run_time": (name == "channels_last") == channels_last("cpu"),
+            "model_kind": cfg.model.kind,
+            "quantizer": cfg.quantizer.kind,
+            "K": cfg.quantizer.codebook_size,
+            "parameters": sum(p.numel() for p in steppers[name].model.parameters()),
+            "batch_size": cfg.train.batch_size,
+            "image_size": cfg.data.image_size,
+            "steps_timed": steps,
+            "repeats": repeats,
+            "seconds_per_step_median": median,
+            "seconds_per_step_min": min(per_step),
+            "seconds_per_step_max": max(per_step),
+            "steps_per_second": 1.0 / median,
+            "images_per_second": cfg.train.batch_size / median,
+            "speedup_vs_nchw": statistics.median(seconds["nchw"]) / median,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "cpu_model": cpu_model(),
+            "cpus": os.cpu_count(),
+            "loadavg_1min_before": load_before,
+            "loadavg_1min_after": load_after,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        })
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per round and layout")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per layout (median reported)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the study runs one per run)")
+    parser.add_argument("--cases", default="all", help="all, or comma-separated indices into CASES")
     parser.add_argument("--out", default="results/benchmarks/train_throughput.csv")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    cases = CASES if args.cases == "all" else [CASES[int(i)] for i in args.cases.split(",")]
     rows = []
-    for profile, overrides in CASES:
-        row = time_steps(profile, overrides, args.steps)
-        rows.append(row)
-        print(f"{profile:8s} {row['overrides']:60s} {row['parameters']:>9,d} params "
-              f"{row['steps_per_second']:7.2f} steps/s {row['images_per_second']:8.1f} images/s")
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, {args.threads} thread(s), load {os.getloadavg()[0]:.2f}")
+    for profile, overrides in cases:
+        for row in time_layouts(profile, overrides, args.steps, args.repeats):
+            rows.append(row)
+            print(f"{profile:8s} {row['overrides']:60s} {row['layout']:13s} {row['parameters']:>9,d} params "
+                  f"{row['seconds_per_step_median']:.3f} s/step (x{row['speedup_vs_nchw']:.2f}) "
+                  f"{row['images_per_second']:8.1f} images/s, load {row['loadavg_1min_after']:.2f}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)
     print(f"wrote {args.out}")

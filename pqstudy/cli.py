@@ -41,7 +41,8 @@ def cmd_eval(args) -> int:
         state = "is a file" if Path(args.run_dir).exists() else "does not exist"
         raise FileNotFoundError(f"run directory {args.run_dir} {state}")
 
-    metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
+    metrics = evaluate(args.run_dir, split=args.split, device=args.device, progress=not args.quiet,
+                       usage=args.usage)
     print(f"{args.split} split → {metrics_path(args.run_dir, args.split)}", file=sys.stderr)
     _print_metrics(metrics)
     return 0
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "test"],
                    help="test → metrics.json (the recorded metrics), train → metrics_train.json")
+    p.add_argument("--usage", action=argparse.BooleanOptionalAction, default=None,
+                   help="rerun the training-split utilisation pass (default: only for a run recorded without it)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)

@@ -7,7 +7,8 @@ commit (well under 1 MB for K = 100,000 at the default profile):
 ============== ============= =====================================================================================
 array          shape / dtype what
 ============== ============= =====================================================================================
-eval_counts    (M, K) int32  per-entry usage over the evaluation split, every sub-codebook (``usage.npz``)
+eval_counts    (M, K) int32  per-entry usage of the final model over the training split, every sub-codebook
+                             (``usage.npz``; its ``test_counts`` hold the test split's)
 train_counts   (R, M, K)     per-entry usage during training, one slice per history record (R = 0 when absent)
                int32
 indices        (n,) int64    the entries of sub-codebook 0 kept in ``vectors``: all K when K <= ``max_entries``,
