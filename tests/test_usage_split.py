@@ -115,3 +115,17 @@ def test_channels_last_forward_matches_nchw(profile):
     scale = ref.x_rec.abs().max()
     assert (got.x_rec - ref.x_rec).abs().max() <= 1e-5 * scale
     assert (got.z - ref.z).abs().max() <= 1e-5 * ref.z.abs().max()
+
+
+def test_cli_eval_usage_flag_reruns_the_train_pass(pq_run, tmp_path, capsys):
+    from pqstudy.cli import main
+
+    out, metrics, _ = pq_run
+    run = tmp_path / "copy"
+    run.mkdir()
+    for name in ("config.json", "checkpoint.pt", "usage.npz", "metrics.json"):
+        (run / name).write_bytes((out / name).read_bytes())
+    (run / "usage.npz").unlink()
+    assert main(["eval", str(run), "--usage", "--quiet", "--device", "cpu"]) == 0
+    assert "positions_counted" in capsys.readouterr().out
+    assert np.load(run / "usage.npz")["eval_counts"].sum() == metrics["positions_counted"] * 2  # M = 2 rows
