@@ -19,7 +19,8 @@ def test_smoke_training_reduces_reconstruction_loss(tmp_path):
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3  # 60 steps, a record every 20
     assert history[-1]["rec"] < 0.9 * history[0]["rec"]
-    for key in ("psnr", "ssim", "utilisation", "perplexity", "bits_per_position", "run_id", "steps"):
+    for key in ("psnr", "ssim", "utilisation", "perplexity", "bits_per_position", "run_id", "steps",
+                "utilisation_test", "perplexity_test", "positions_counted", "positions_per_entry", "utilisation_split"):
         assert key in metrics
     assert metrics["steps"] == 60 and metrics["bits_per_position"] == pytest.approx(6.0)
     assert 0 < metrics["utilisation"] <= 1 and metrics["psnr"] > 10
@@ -36,7 +37,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "resumed")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for key in ("psnr", "ssim", "utilisation", "perplexity"):
+    for key in ("psnr", "ssim", "utilisation", "perplexity", "utilisation_test", "perplexity_test"):
         assert resumed[key] == full[key]
     history_a = json.loads((tmp_path / "full" / "history.json").read_text())
     history_b = json.loads((tmp_path / "resumed" / "history.json").read_text())
@@ -89,6 +90,7 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
 def test_continuous_baselines_train(tmp_path, kind):
     metrics = train(smoke(**{"model.kind": kind, "train.steps": 10}), tmp_path, progress=False)
     assert metrics["utilisation"] is None and "continuous" in metrics["utilisation_missing_reason"]
+    assert metrics["utilisation_test"] is None and metrics["positions_counted"] is None
     assert metrics["psnr"] > 0
 
 
