@@ -2,7 +2,7 @@
 ``train.eval_metrics``) and the training-split usage pass (encoder + quantiser only), in each memory layout.
 
 The model is freshly initialised (the cost does not depend on the weights; for an lc codebook it does not depend on
-the codebook's values either, so ``lc_init=normal`` times what a k-means codebook costs without building one).
+the codebook's values either, so ``lc_init=uniform`` times what a k-means codebook costs without building one).
 Writes ``results/benchmarks/eval_cost.csv``.
 
     .venv/bin/python benchmarks/eval_cost.py [--cases 0,1] [--layouts chosen|both] [--limit 0]
@@ -29,8 +29,8 @@ from pqstudy.models import build_model
 
 CASES = [
     ("default vq K=1024", {}),
-    ("default lc K=100000 (normal init)", {"quantizer.kind": "lc", "quantizer.codebook_size": "100000",
-                                           "quantizer.lc_source": "random", "quantizer.lc_init": "normal"}),
+    ("default lc K=100000 (uniform init)", {"quantizer.kind": "lc", "quantizer.codebook_size": "100000",
+                                           "quantizer.lc_source": "random", "quantizer.lc_init": "uniform"}),
     ("default lc K=16384 pixels/kmeans", {"quantizer.kind": "lc", "quantizer.codebook_size": "16384",
                                           "quantizer.lc_source": "pixels", "quantizer.lc_init": "kmeans"}),
 ]

@@ -128,14 +128,14 @@ def continuous_usage(cfg: RunConfig) -> dict:
             "utilisation_missing_reason": reason}
 
 
-def write_usage(path: str | os.PathLike, counts: torch.Tensor, test_counts: torch.Tensor | None = None,
+def write_usage(path: str | os.PathLike, train_pass_counts: torch.Tensor, eval_counts: torch.Tensor,
                 usage_history=None) -> None:
-    """``usage.npz``: ``eval_counts`` (M, K), the final model's counts over the training split (what the usage
-    figures read); ``test_counts`` (M, K) over the test split; ``train_counts`` (R, M, K), the counts of each
-    training-history window (the utilisation-vs-epoch curve)."""
-    arrays = {"eval_counts": counts.numpy().astype(np.int64)}
-    if test_counts is not None:
-        arrays["test_counts"] = test_counts.numpy().astype(np.int64)
+    """``usage.npz``: ``train_pass_counts`` (M, K), the final model's counts over the training split (what the usage
+    figures read first, :data:`pqstudy.plots.USAGE_COUNT_KEYS`); ``eval_counts`` (M, K) over the evaluated (test)
+    split, as before; ``train_counts`` (R, M, K), the counts of each training-history window (the
+    utilisation-vs-epoch curve)."""
+    arrays = {"train_pass_counts": train_pass_counts.numpy().astype(np.int64),
+              "eval_counts": eval_counts.numpy().astype(np.int64)}
     if usage_history:
         arrays["train_counts"] = np.stack(usage_history)
     np.savez_compressed(path, **arrays)

@@ -50,11 +50,11 @@ def test_run_metrics_hold_train_and_test_utilisation(pq_run):
         assert metrics[key] is not None and metrics[key] > 0
     assert read_json(out / "metrics.json")["utilisation"] == metrics["utilisation"]
     usage = np.load(out / "usage.npz")
-    assert usage["eval_counts"].shape == usage["test_counts"].shape == (2, 16)
-    assert (usage["eval_counts"].sum(axis=1) == positions).all()
-    assert (usage["test_counts"].sum(axis=1) == 24 * 64).all()  # eval_limit=24 test images, 8×8 positions
-    assert float((usage["eval_counts"] > 0).mean()) == pytest.approx(metrics["utilisation"])
-    assert float((usage["test_counts"] > 0).mean()) == pytest.approx(metrics["utilisation_test"])
+    assert usage["train_pass_counts"].shape == usage["eval_counts"].shape == (2, 16)
+    assert (usage["train_pass_counts"].sum(axis=1) == positions).all()
+    assert (usage["eval_counts"].sum(axis=1) == 24 * 64).all()  # eval_limit=24 test images, 8×8 positions
+    assert float((usage["train_pass_counts"] > 0).mean()) == pytest.approx(metrics["utilisation"])
+    assert float((usage["eval_counts"] > 0).mean()) == pytest.approx(metrics["utilisation_test"])
     assert usage["train_counts"].shape[1:] == (2, 16)  # the per-window history stays
     assert {"utilisation", "utilisation_test", "positions_counted", "positions_per_entry",
             "perplexity_test"} <= set(METRIC_COLUMNS)
@@ -128,4 +128,16 @@ def test_cli_eval_usage_flag_reruns_the_train_pass(pq_run, tmp_path, capsys):
     (run / "usage.npz").unlink()
     assert main(["eval", str(run), "--usage", "--quiet", "--device", "cpu"]) == 0
     assert "positions_counted" in capsys.readouterr().out
-    assert np.load(run / "usage.npz")["eval_counts"].sum() == metrics["positions_counted"] * 2  # M = 2 rows
+    assert np.load(run / "usage.npz")["train_pass_counts"].sum() == metrics["positions_counted"] * 2  # M = 2 rows
+
+
+def test_exported_codebook_carries_the_train_pass_to_the_figures(pq_run, tmp_path):
+    from pqstudy.plots import usage_counts
+    from pqstudy.study.codebooks import export_codebook, load_codebook
+
+    out, metrics, cfg = pq_run
+    export_codebook(out, tmp_path)
+    book = load_codebook(tmp_path, metrics["run_id"])
+    counts, split = usage_counts(book)
+    assert split == "train split" and np.array_equal(counts, np.load(out / "usage.npz")["train_pass_counts"])
+    assert book["eval_counts"].sum() == 2 * 24 * 64

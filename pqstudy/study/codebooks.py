@@ -7,8 +7,9 @@ commit (well under 1 MB for K = 100,000 at the default profile):
 ============== ============= =====================================================================================
 array          shape / dtype what
 ============== ============= =====================================================================================
-eval_counts    (M, K) int32  per-entry usage of the final model over the training split, every sub-codebook
-                             (``usage.npz``; its ``test_counts`` hold the test split's)
+eval_counts    (M, K) int32  per-entry usage over the evaluation split, every sub-codebook (``usage.npz``)
+train_pass_    (M, K) int32  per-entry usage of one pass of the final model over the training split (``usage.npz``
+counts                       of runs trained since utilisation is counted there; absent from older exports)
 train_counts   (R, M, K)     per-entry usage during training, one slice per history record (R = 0 when absent)
                int32
 indices        (n,) int64    the entries of sub-codebook 0 kept in ``vectors``: all K when K <= ``max_entries``,
@@ -32,6 +33,7 @@ import numpy as np
 
 CODEBOOKS_SUBDIR = "codebooks"
 ARRAYS = ("eval_counts", "train_counts", "indices", "vectors")
+OPTIONAL_ARRAYS = ("train_pass_counts",)
 
 
 def codebook_path(results_dir: str | os.PathLike, rid: str) -> Path:
@@ -108,6 +110,7 @@ def export_codebook(run_dir: str | os.PathLike, results_dir: str | os.PathLike =
     with np.load(usage_file) as usage:
         eval_counts = np.asarray(usage["eval_counts"])
         train_counts = np.asarray(usage["train_counts"]) if "train_counts" in usage.files else None
+        train_pass = np.asarray(usage["train_pass_counts"]) if "train_pass_counts" in usage.files else None
     m, k = eval_counts.shape
     if train_counts is None:
         train_counts = np.zeros((0, m, k), dtype=np.int32)
@@ -118,11 +121,13 @@ def export_codebook(run_dir: str | os.PathLike, results_dir: str | os.PathLike =
             "codebook_size": int(k), "num_codebooks": int(m), "lookup_dim": int(vectors.shape[1]),
             "max_entries": int(max_entries), "seed": int(seed)}
     path = codebook_path(results_dir, cfg.run_id)
-    save_codebook(path, eval_counts=eval_counts, train_counts=train_counts, indices=indices, vectors=vectors, meta=meta)
+    save_codebook(path, eval_counts=eval_counts, train_counts=train_counts, indices=indices, vectors=vectors, meta=meta,
+                  train_pass_counts=train_pass)
     return path
 
 
-def save_codebook(path: str | os.PathLike, *, eval_counts, train_counts, indices, vectors, meta: dict) -> Path:
+def save_codebook(path: str | os.PathLike, *, eval_counts, train_counts, indices, vectors, meta: dict,
+                  train_pass_counts=None) -> Path:
     """Write one codebook file in the exported format (used by ``export_codebook``; tests write synthetic ones)."""
     eval_counts = np.asarray(eval_counts)
     train_counts = np.asarray(train_counts)
@@ -131,9 +136,17 @@ def save_codebook(path: str | os.PathLike, *, eval_counts, train_counts, indices
                          f"{train_counts.shape}")
     if eval_counts.size and eval_counts.max() > np.iinfo(np.int32).max:
         raise ValueError("eval_counts overflow int32")
+    extra = {}
+    if train_pass_counts is not None:
+        train_pass_counts = np.asarray(train_pass_counts)
+        if train_pass_counts.shape != eval_counts.shape or train_pass_counts.max(initial=0) > np.iinfo(np.int32).max:
+            raise ValueError(f"train_pass_counts: expected {eval_counts.shape} int32-sized counts, got "
+                             f"{train_pass_counts.shape}")
+        extra["train_pass_counts"] = train_pass_counts.astype(np.int32)
     path = Path(path)
     _atomic_savez(
         path,
+        **extra,
         eval_counts=eval_counts.astype(np.int32),
         train_counts=train_counts.astype(np.int32),
         indices=np.asarray(indices, dtype=np.int64),
@@ -144,11 +157,13 @@ def save_codebook(path: str | os.PathLike, *, eval_counts, train_counts, indices
 
 
 def load_codebook(results_dir: str | os.PathLike, rid: str) -> dict:
-    """``{eval_counts, train_counts, indices, vectors, meta}`` of an exported codebook (FileNotFoundError if absent)."""
+    """``{eval_counts, train_counts, indices, vectors, meta}`` (and ``train_pass_counts`` where exported) of an
+    exported codebook (FileNotFoundError if absent)."""
     path = codebook_path(results_dir, rid)
     if not path.exists():
         raise FileNotFoundError(f"no exported codebook for run {rid} at {path} (see pqstudy.study.codebooks)")
     with np.load(path, allow_pickle=False) as data:
         out = {name: np.asarray(data[name]) for name in ARRAYS}
+        out.update({name: np.asarray(data[name]) for name in OPTIONAL_ARRAYS if name in data.files})
         out["meta"] = json.loads(str(data["meta"]))
     return out
