@@ -9,9 +9,12 @@ import nbformat
 import pytest
 from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
+from pqstudy.plots import FIGURE_NAMES
+from pqstudy.study.grids import GRIDS
 from pqstudy.study.kernel import kernel_name
 from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC, REPO_ROOT
 from pqstudy.study.notebooks_gen import NOTEBOOKS, build_notebook, notebook_path
+from pqstudy.study.verdicts import CLAIMS
 
 pytestmark = pytest.mark.usefixtures("pqstudy_kernel")  # notebooks run on this interpreter (tests/conftest.py)
 
@@ -79,9 +82,9 @@ def test_notebook_runs_under_papermill(name, results, tmp_path):
     elif name == "codebook_analysis":
         assert images == 4
     elif name == "tables":
-        assert markdown.count("## ") == 8 and markdown.count("*reproduced*") == 8
+        assert markdown.count("## ") == len(GRIDS) and markdown.count("*reproduced*") == len(CLAIMS)
     else:
-        assert images == 10 and (written / "REPORT.md").exists()
+        assert images == len(FIGURE_NAMES) and (written / "REPORT.md").exists()
         assert (written / "figures" / "codebook_tsne.png").exists()
         assert "(figures/codebook_tsne.png)" in (written / "REPORT.md").read_text()
     assert sorted(results.rglob("*")) == before  # the notebooks only read the results store

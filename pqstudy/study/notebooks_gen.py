@@ -120,10 +120,10 @@ plt.show()"""),
         ("code", [], """rows = []
 for rid in run_ids:
     book = load_codebook(results_dir, rid)
-    counts = book["eval_counts"]
+    counts, split = plots.usage_counts(book)  # the training-split pass where the run has it
     p = counts[0] / max(counts[0].sum(), 1)
     rows.append({"run": rid, "kind": book["meta"].get("kind"), "K": counts.shape[1], "sub-codebooks": counts.shape[0],
-                 "used on eval (%)": round(100 * float((counts > 0).mean()), 2),
+                 "counted on": split, "used (%)": round(100 * float((counts > 0).mean()), 2),
                  "perplexity (sub-codebook 1)": round(float(2 ** (-(p[p > 0] * np.log2(p[p > 0])).sum())), 1),
                  "history records": book["train_counts"].shape[0], "vectors kept": len(book["indices"])})
 pd.DataFrame(rows)"""),

@@ -29,11 +29,12 @@ BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
 
 def _run_seconds(results_dir: Path, configs: dict) -> dict:
     """Where the time of the study's recorded runs went: the sum over runs of their wall, training and evaluation
-    seconds (from the run records; each run counted once, whichever study ran it)."""
+    seconds, and the training-split usage pass's (from the run records; each run counted once, whichever study ran
+    it)."""
     from pqstudy.config import run_id
     from pqstudy.study.store import load_run
 
-    totals = {"runs": 0, "wall": 0.0, "train": 0.0, "evaluate": 0.0}
+    totals = {"runs": 0, "wall": 0.0, "train": 0.0, "evaluate": 0.0, "usage_pass": 0.0}
     for rid in {run_id(cfg) for grid in configs.values() for cfg in grid}:
         record = load_run(results_dir, rid)
         if record is None or record.get("status") != "ok":
@@ -43,6 +44,7 @@ def _run_seconds(results_dir: Path, configs: dict) -> dict:
         totals["wall"] += float(record.get("wall_seconds") or 0.0)
         totals["train"] += float(metrics.get("train_seconds") or 0.0)
         totals["evaluate"] += float(metrics.get("eval_seconds") or 0.0)
+        totals["usage_pass"] += float(metrics.get("usage_pass_seconds") or 0.0)
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in totals.items()}
 
 

@@ -379,7 +379,8 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     if isinstance(run_seconds, dict) and run_seconds.get("runs"):
         out.insert(len(out) - 1, f"- where the run time went ({run_seconds['runs']} runs, summed over runs): "
                    f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation "
-                   f"{_minutes(float(run_seconds.get('evaluate', 0)))}, "
+                   f"{_minutes(float(run_seconds.get('evaluate', 0)))} (of which the training-split usage pass "
+                   f"{_minutes(float(run_seconds.get('usage_pass', 0)))}), "
                    f"run wall {_minutes(float(run_seconds['wall']))}")
 
     verdicts = all_verdicts(df)

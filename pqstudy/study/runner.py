@@ -210,9 +210,9 @@ def run_grids(
     ``cpus // jobs`` threads through ``OMP_NUM_THREADS`` (unless already set). ``kernel`` defaults to this
     checkout's own Jupyter kernel (``pqstudy.study.kernel``); a missing kernel is an error before any run starts.
 
-    Runs start in seed order (every grid's first seed before any second seed), so a study cut short still has a
-    point everywhere. ``budget_minutes``: no run starts once that much wall time has passed; such runs are counted
-    as ``deferred`` (listed in ``deferred_runs``, not recorded) and the next sweep runs them.
+    Runs start in grid order, all seeds of a point together, so a study cut short has whole grids and whole
+    verdicts. ``budget_minutes``: no run starts once that much wall time has passed; such runs are counted as
+    ``deferred`` (listed in ``deferred_runs``, not recorded) and the next sweep runs them.
     """
     for grid_name in grids:
         if not GRID_NAME.fullmatch(grid_name or ""):
@@ -232,7 +232,6 @@ def run_grids(
             if grid_name not in names:
                 names.append(grid_name)
     selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
-    selected.sort(key=lambda cfg: cfg.train.seed)  # stable: grid order within a seed
     total = len(selected)
     label = ",".join(grids)
     summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "held": 0, "wall_seconds": 0.0,
