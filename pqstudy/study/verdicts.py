@@ -302,18 +302,31 @@ SCOPE = {
 }
 
 
-def _context(runs, label_by, what: str = "utilisation") -> str:
-    """Measured context of the compared runs: utilisation (train split), positions per entry, epochs trained."""
+CONTEXT_LABELS = {"_method": "", "_dim": "D=", "_bits": "", "_k": "K=", "_init": "", "_variant": "",
+                  "_dprime": "D′="}  # how each grouping column reads in the measured context
+
+
+def _context_label(key, label_by) -> str:
+    keys = key if isinstance(key, tuple) else (key,)
+    by = label_by if isinstance(label_by, list) else [label_by]
     parts = []
-    for key, p in points(runs, label_by, what).items():
-        parts.append(f"{key}: {_fmt(p.mean, 'utilisation')}")
+    for name, value in zip(by, keys, strict=False):
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(f"{CONTEXT_LABELS.get(name, '')}{text}" + (" bits" if name == "_bits" else ""))
+    return " ".join(parts)
+
+
+def _context(runs, label_by, what: str = "utilisation") -> str:
+    """Measured context of the compared runs: utilisation (train split), positions per entry, images seen."""
+    parts = [f"{_context_label(key, label_by)}: {_fmt(p.mean, 'utilisation')}"
+             for key, p in points(runs, label_by, what).items()]
     ppe = numeric(runs, "positions_per_entry").dropna()
-    epochs = (numeric(runs, "train.steps") * numeric(runs, "train.batch_size")).dropna()
+    images = (numeric(runs, "train.steps") * numeric(runs, "train.batch_size")).dropna()
     extra = []
     if len(ppe):
-        extra.append(f"{ppe.min():.1f}–{ppe.max():.1f} positions per entry counted")
-    if len(epochs):
-        extra.append(f"{epochs.max():.0f} training images seen")
+        extra.append(f"{ppe.min():,.0f}–{ppe.max():,.0f} positions per entry counted")
+    if len(images):
+        extra.append(f"{images.max():,.0f} training images seen per run")
     text = f"utilisation (train split) {'; '.join(parts)}" if parts else ""
     return text + (f" ({', '.join(extra)})" if extra else "")
 
