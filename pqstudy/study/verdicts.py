@@ -398,8 +398,8 @@ def pq_beats_vq(df) -> Verdict:
         pts_all += [p for _, a, b, _ in pairs for p in (a, b)]
         lines, states, numbers = _pair_lines(metric, pairs)
         per_metric[metric] = (_state(states), lines, numbers)
-    bits = points(runs, "_method", "bits_per_position")
-    reason = ("bits per position: " + ", ".join(f"{m.upper()} {p.mean:g}" for m, p in bits.items())
+    bits = points(runs, ["_method", "_dim"], "bits_per_position")
+    reason = ("bits per position: " + ", ".join(f"{m.upper()} D={d:g}: {p.mean:g}" for (m, d), p in bits.items())
               + "; " + _context(runs, ["_method", "_dim"]))
     return _judged(key, grid, per_metric, pts_all, reason)
 
