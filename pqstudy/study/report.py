@@ -378,9 +378,9 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     run_seconds = study.get("run_seconds")
     if isinstance(run_seconds, dict) and run_seconds.get("runs"):
         out.insert(len(out) - 1, f"- where the run time went ({run_seconds['runs']} runs, summed over runs): "
-                   f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation "
-                   f"{_minutes(float(run_seconds.get('evaluate', 0)))} (of which the training-split usage pass "
-                   f"{_minutes(float(run_seconds.get('usage_pass', 0)))}), "
+                   f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation on the test split "
+                   f"{_minutes(float(run_seconds.get('evaluate', 0)))}, training-split usage pass "
+                   f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
                    f"run wall {_minutes(float(run_seconds['wall']))}")
 
     verdicts = all_verdicts(df)
