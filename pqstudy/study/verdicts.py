@@ -380,24 +380,34 @@ def _dim_runs(df, grid="pq-vs-vq-dim"):
     return runs.assign(_method=method_of(runs), _dim=numeric(runs, "quantizer.dim"))
 
 
+def _pq_vs_vq(runs, by: str, metrics, label, also: str | None = None) -> tuple[dict, list[Point]]:
+    """PQ against VQ at each value of ``by`` where both were measured, per metric present in ``runs``: ``({metric:
+    (state, lines, numbers)}, points compared)``; a metric with no such value is left out. ``also`` (a method) is
+    reported alongside at the same values."""
+    per_metric, pts_all = {}, []
+    for metric in _present(runs, metrics):
+        pts = points(runs, ["_method", by], metric)
+        values = sorted({v for (m, v) in pts if m == "pq"} & {v for (m, v) in pts if m == "vq"})
+        if not values:
+            continue
+        pairs = [(label(v), pts[("pq", v)], pts[("vq", v)], ()) for v in values]
+        pts_all += [p for _, a, b, _ in pairs for p in (a, b)]
+        lines, states, numbers = _pair_lines(metric, pairs)
+        lines += [f"{also.upper()} at {label(v)}: {_fmt_point(pts[(also, v)], metric)}" for v in values
+                  if also and (also, v) in pts]
+        per_metric[metric] = (_state(states), lines, numbers)
+    return per_metric, pts_all
+
+
 def pq_beats_vq(df) -> Verdict:
     """(a) per metric: PQ better than VQ beyond the margin at every D measured → +1; VQ better at some D → −1."""
     key, grid = "pq-beats-vq", "pq-vs-vq-dim"
     runs = _dim_runs(df)
     if runs is None:
         return _no_data(key, f"no ok runs in grid {grid}", grid)
-    per_metric, pts_all = {}, []
-    for metric in _present(runs, QUALITY_METRICS):
-        pts = points(runs, ["_method", "_dim"], metric)
-        dims = sorted({d for (m, d) in pts if m == "pq"} & {d for (m, d) in pts if m == "vq"})
-        if not dims:
-            if metric == "psnr":
-                return _no_data(key, f"grid {grid} has no D with both a vq and a pq PSNR", grid)
-            continue
-        pairs = [(f"D={d:g}", pts[("pq", d)], pts[("vq", d)], ()) for d in dims]
-        pts_all += [p for _, a, b, _ in pairs for p in (a, b)]
-        lines, states, numbers = _pair_lines(metric, pairs)
-        per_metric[metric] = (_state(states), lines, numbers)
+    per_metric, pts_all = _pq_vs_vq(runs, "_dim", QUALITY_METRICS, lambda d: f"D={d:g}")
+    if "psnr" not in per_metric:
+        return _no_data(key, f"grid {grid} has no D with both a vq and a pq PSNR", grid)
     bits = points(runs, ["_method", "_dim"], "bits_per_position")
     reason = ("bits per position: " + ", ".join(f"{m.upper()} D={d:g}: {p.mean:g}" for (m, d), p in bits.items())
               + "; " + _context(runs, ["_method", "_dim"]))
@@ -499,21 +509,9 @@ def pq_beats_vq_equal_rate(df) -> Verdict:
     if runs is None or len(runs) == 0:
         return _no_data(key, f"no ok runs in grid {grid}", grid)
     runs = runs.assign(_method=method_of(runs), _bits=numeric(runs, "bits_per_position").round(3))
-    per_metric, pts_all = {}, []
-    for metric in _present(runs, ("psnr", "lpips")):
-        pts = points(runs, ["_method", "_bits"], metric)
-        rates = sorted({b for (m, b) in pts if m == "pq"} & {b for (m, b) in pts if m == "vq"})
-        if not rates:
-            if metric == "psnr":
-                return _no_data(key, f"grid {grid} has no rate with both a vq and a pq PSNR", grid)
-            continue
-        pairs = [(f"{b:g} bits", pts[("pq", b)], pts[("vq", b)], ()) for b in rates]
-        pts_all += [p for _, a, b, _ in pairs for p in (a, b)]
-        lines, states, numbers = _pair_lines(metric, pairs)
-        for b in rates:
-            if ("lc", b) in pts:
-                lines.append(f"LC at {b:g} bits: {_fmt_point(pts[('lc', b)], metric)}")
-        per_metric[metric] = (_state(states), lines, numbers)
+    per_metric, pts_all = _pq_vs_vq(runs, "_bits", ("psnr", "lpips"), lambda b: f"{b:g} bits", also="lc")
+    if "psnr" not in per_metric:
+        return _no_data(key, f"grid {grid} has no rate with both a vq and a pq PSNR", grid)
     return _judged(key, grid, per_metric, pts_all, _context(runs, ["_method", "_bits"]))
 
 
