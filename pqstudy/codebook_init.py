@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pqstudy.data_fingerprint import data_fingerprint
+from pqstudy.data import data_fingerprint
 from pqstudy.features import FeatureSource, RandomFeatures, feature_source
 
 __all__ = [

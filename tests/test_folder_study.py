@@ -12,8 +12,7 @@ from PIL import Image
 from pqstudy.cli import build_parser, main
 from pqstudy.codebook_init import build_codebook, cache_path
 from pqstudy.config import DataConfig, QuantizerConfig, apply_overrides, get_profile
-from pqstudy.data import DatasetNotFoundError
-from pqstudy.data_fingerprint import data_fingerprint
+from pqstudy.data import DatasetNotFoundError, data_fingerprint
 from pqstudy.features import feature_source
 from pqstudy.runio import read_json
 from pqstudy.study.grids import GRIDS, check_data, grid_configs, read_grid_file
