@@ -6,6 +6,7 @@
    history.json (the loss terms and codebook statistics) to 1e-6.
 2. Every committed run record ``results/runs/*.json`` keeps its run id: the id rebuilt from its stored config equals
    the stored one (a changed id would make the next study call redo those runs).
+3. ``pqstudy report`` on a copy of the committed results regenerates REPORT.md and runs.csv byte for byte.
 
 The reference was written at commit 0b3526c (before the issue-12 layering refactor). Regenerate it only for a change
 that is MEANT to change results, and say so in the commit:
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -200,6 +202,18 @@ def test_committed_run_ids_are_stable(path):
     record = json.loads(path.read_text())
     assert record["run_id"] == path.stem
     assert run_id(from_dict(record["config"])) == record["run_id"], f"{path.name}: its config now has another run id"
+
+
+def test_report_regenerates_committed_results_byte_for_byte(tmp_path, capsys):
+    from pqstudy.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results", results)
+    (results / "REPORT.md").write_text("stale\n")  # rewritten, not left in place
+    (results / "runs.csv").unlink()
+    assert main(["report", "--results", str(results)]) == 0
+    for name in ("REPORT.md", "runs.csv"):
+        assert (results / name).read_bytes() == (REPO / "results" / name).read_bytes(), f"{name} changed"
 
 
 if __name__ == "__main__":
