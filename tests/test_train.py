@@ -1,18 +1,34 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from pqstudy.config import apply_overrides, get_profile
 from pqstudy.runio import load_checkpoint
-from pqstudy.train import TrainingDiverged, batch_indices, lr_factor
-from pqstudy.train_eval import train_and_evaluate
+from pqstudy.train import Trained, TrainingDiverged, batch_indices, lr_factor, train
+from pqstudy.train_eval import evaluate_run, train_and_evaluate
 
 
 def smoke(**overrides):
     base = {"train.eval_limit": "64", "train.eval_metrics": ""}
     base.update({k: str(v) for k, v in overrides.items()})
     return apply_overrides(get_profile("smoke"), base)
+
+
+def test_train_only_trains_and_the_evaluation_step_writes_the_results(tmp_path):
+    cfg = smoke(**{"train.steps": 6, "train.history_every": 3, "train.eval_limit": 16})
+    trained = train(cfg, tmp_path, progress=False)
+    assert isinstance(trained, Trained) and not trained.interrupted
+    assert trained.summary["run_id"] == cfg.run_id and trained.summary["steps"] == 6
+    assert len(trained.usage_history) == 2 and trained.usage_history[0].shape == (1, 64)
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")} == {
+        "config.json", "checkpoint.pt", "history.json"}  # no metrics.json, no usage.npz: nothing evaluated
+    metrics = evaluate_run(cfg, tmp_path, trained, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["steps"] == 6 and metrics["images"] == 16 and "utilisation" in metrics
+    with np.load(tmp_path / "usage.npz") as usage:
+        assert usage["train_counts"].shape == (2, 1, 64) and int(usage["eval_counts"].sum()) == 16 * 64
 
 
 def test_smoke_training_reduces_reconstruction_loss(tmp_path):
