@@ -80,12 +80,12 @@ def build(impl: str, method: str, codebook: torch.Tensor, z: torch.Tensor, m: in
             x = z.permute(0, 2, 3, 1).reshape(-1, d).contiguous()
             return lambda: nearest_code(x, codebook)
         if method == "vq":
-            q = VectorQuantizer(k, d, init="normal")
+            q = VectorQuantizer(codebook_size=k, dim=d, init="normal")
             q.embedding.weight.data = codebook  # the same tensor, not a copy
         else:
             subs = []
             for part in codebook.split(d // m, dim=1):
-                sub = VectorQuantizer(k, d // m, init="normal")
+                sub = VectorQuantizer(codebook_size=k, dim=d // m, init="normal")
                 sub.embedding.weight.data = part.contiguous()
                 subs.append(sub)
             q = ProductQuantizer(subs)

@@ -1,4 +1,4 @@
-"""Command line: ``pqstudy train | eval | weights | sweep | study | figures | report``."""
+"""Command line: ``pqstudy train | eval | codebooks build | weights | sweep | study | figures | report``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set, validate
+from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -18,16 +18,44 @@ def _print_metrics(metrics: dict) -> None:
         print(f"  {key:28s} {value}")
 
 
+def _run_config(args):
+    """The validated config of ``--profile`` and ``--set`` (:func:`pqstudy.preflight.validate_run`)."""
+    from pqstudy.preflight import validate_run
+
+    return validate_run(apply_overrides(get_profile(args.profile), parse_set(args.set)))
+
+
 def cmd_train(args) -> int:
-    cfg = validate(apply_overrides(get_profile(args.profile), parse_set(args.set)))
+    cfg = _run_config(args)
     from pqstudy.runio import check_output_dir
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     check_output_dir(args.out, "--out")
 
     print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
-    metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    metrics = train_and_evaluate(cfg, args.out, resume=args.resume, progress=not args.quiet)
     _print_metrics(metrics)
+    return 0
+
+
+def cmd_codebooks(args) -> int:
+    cfg = _run_config(args)
+    import torch
+
+    from pqstudy.codebooks import codebook_file, codebook_for, read_provenance
+
+    path = codebook_file(cfg)
+    if path is None:
+        what = (f"model.kind={cfg.model.kind!r} has no codebook" if cfg.model.kind != "quantized"
+                else f"quantizer.kind={cfg.quantizer.kind!r} draws its own codebook (quantizer.init)")
+        print(f"run {cfg.run_id}: {what}; nothing to build", file=sys.stderr)
+        return 0
+    state = "cached already" if path.is_file() else "building"
+    print(f"run {cfg.run_id}: {state} → {path}", file=sys.stderr)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)  # as training does: k-means' numbers depend on the thread count
+    codebook = codebook_for(cfg)
+    print(json.dumps({"path": str(path), "shape": list(codebook.shape), **read_provenance(path)}, indent=2))
     return 0
 
 
@@ -160,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("codebooks", help="`codebooks build`: build (or find cached) the lc codebook of a config")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, as for train, e.g. --set quantizer.kind=lc (repeatable)")
+    p.set_defaults(func=cmd_codebooks)
 
     p = sub.add_parser("eval", help="re-evaluate a run directory")
     p.add_argument("run_dir")

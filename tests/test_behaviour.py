@@ -1,7 +1,8 @@
 """The behaviour guard: refactors must not change what a run computes, nor the id it is stored under.
 
 1. Tiny smoke-profile trainings, one per quantiser kind (vq, vq-fc, vq-ema, lc, pq of vq, pq of lc) and for the
-   continuous ae and kl models, are re-run through the public entry point ``pqstudy.train.train`` and compared with
+   continuous ae and kl models, are re-run through the public entry point (``pqstudy.train_eval.train_and_evaluate``,
+   what ``pqstudy train`` and the notebook call) and compared with
    ``tests/data/behaviour_reference.json``: run ids exactly, every number of metrics.json (timings excepted) and of
    history.json (the loss terms and codebook statistics) to 1e-6.
 2. Every committed run record ``results/runs/*.json`` keeps its run id: the id rebuilt from its stored config equals
@@ -99,10 +100,10 @@ def _kept(metrics: dict) -> dict:
 
 def run_case(name: str, out: Path) -> dict:
     """Train case ``name`` into ``out`` (the working directory must hold ``FOLDER``); its reference record."""
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     cfg = config(name)
-    metrics = train(cfg, out, progress=False)
+    metrics = train_and_evaluate(cfg, out, progress=False)
     written = json.loads((out / "metrics.json").read_text())
     assert written["run_id"] == metrics["run_id"] == cfg.run_id
     history = json.loads((out / "history.json").read_text())

@@ -351,11 +351,11 @@ def test_subsample_indices_are_seeded_and_sorted():
                          ids=["vq", "pq"])
 def test_export_codebook_from_a_real_run(tmp_path, overrides):
     from pqstudy.config import apply_overrides, get_profile
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     cfg = apply_overrides(get_profile("smoke"), {"train.steps": "3", "train.eval_limit": "16",
                                                  "train.eval_metrics": "", "train.history_every": "1", **overrides})
-    train(cfg, tmp_path / "run", progress=False)
+    train_and_evaluate(cfg, tmp_path / "run", progress=False)
     path = export_codebook(tmp_path / "run", tmp_path / "results", max_entries=40, seed=1)
     assert path == tmp_path / "results" / "codebooks" / f"{cfg.run_id}.npz"
     assert list_codebooks(tmp_path / "results") == [cfg.run_id]
@@ -368,7 +368,7 @@ def test_export_codebook_from_a_real_run(tmp_path, overrides):
     assert np.array_equal(book["indices"], subsample_indices(64, 40, seed=1))
     assert book["meta"]["run_id"] == cfg.run_id and book["meta"]["num_codebooks"] == m
 
-    from pqstudy.evaluate import load_model
+    from pqstudy.models.checkpoint import load_model
 
     model, _ = load_model(tmp_path / "run")
     sub = model.quantizer.subquantizers[0] if overrides else model.quantizer

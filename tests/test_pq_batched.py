@@ -23,14 +23,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def make_pq(sub_kind: str, m: int, d: int, k: int, ties: bool, l2_norm: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     if sub_kind == "vq":
-        subs = [VectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [VectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     elif sub_kind == "vq-ema":
-        subs = [EMAVectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [EMAVectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     elif sub_kind == "vq-fc":
-        subs = [FactorizedVectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [FactorizedVectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     else:  # lc: one shared trainable bank, a projector per subspace (as build_quantizer makes pq of lc)
         bank = FeatureBank(torch.randn(k, 3), trainable=True)
-        subs = [LCQuantizer(bank, d, l2_norm=l2_norm) for _ in range(m)]
+        subs = [LCQuantizer(codebook=bank, dim=d, l2_norm=l2_norm) for _ in range(m)]
     if ties:  # every odd row a copy of the even row before it
         with torch.no_grad():
             for sub in subs:
@@ -103,7 +103,7 @@ def test_forward_uses_the_batched_search_and_mixed_kinds_fall_back(monkeypatch):
     monkeypatch.setattr(ProductQuantizer, "_quantize_loop", lambda self, x: calls.append(x) or None)
     pq(torch.randn(2, 8, 3, 3))
     assert not calls
-    mixed = ProductQuantizer([VectorQuantizer(32, 2), EMAVectorQuantizer(32, 2)])
+    mixed = ProductQuantizer([VectorQuantizer(codebook_size=32, dim=2), EMAVectorQuantizer(codebook_size=32, dim=2)])
     assert not mixed.batched_search
     monkeypatch.undo()
     out = mixed(torch.randn(2, 4, 3, 3))

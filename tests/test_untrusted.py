@@ -111,14 +111,14 @@ def test_checkpoint_payload_is_refused_everywhere(tmp_path, capsys, kind, which)
         load_checkpoint(run)
     assert main(["eval", str(run), "--quiet", "--device", "cpu"]) == 1  # pqstudy eval
     assert re.search(r"pqstudy eval: .*checkpoint\.pt: refused to load", capsys.readouterr().err)
-    from pqstudy.features import EncoderFeatures
+    from pqstudy.codebooks.sources import EncoderFeatures
 
     with pytest.raises(CheckpointError, match="refused"):  # quantizer.lc_source=encoder:DIR
         _ = EncoderFeatures(run).model
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     with pytest.raises(CheckpointError, match="refused"):  # resume
-        train(tiny_cfg(), run, resume=True, progress=False)
+        train_and_evaluate(tiny_cfg(), run, resume=True, progress=False)
     assert_no_payload_ran(tmp_path)
 
 
@@ -133,9 +133,9 @@ def test_garbage_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_training_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
-    train(tiny_cfg(), tmp_path / "run", progress=False)
+    train_and_evaluate(tiny_cfg(), tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)  # torch's own allowlist, nothing added
     assert state["step"] == 2 and len(state["usage_history"]) == 2
     assert all(isinstance(u, torch.Tensor) and u.dtype == torch.int32 for u in state["usage_history"])

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pqstudy.metrics.weights import file_sha256, find_weights, missing_reason, no_network
+from pqstudy.metrics.weights import file_sha256, find_weights, missing_reason
+from pqstudy.offline import no_network
 
 __all__ = [
     "FidKidAccumulator",

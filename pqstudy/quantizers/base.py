@@ -207,6 +207,13 @@ def commitment_terms(x: Tensor, x_q: Tensor, beta: float, legacy: bool) -> dict[
     return {"commitment": beta * commit, "codebook": book}
 
 
+def check_codebook(codebook: Tensor, shape: tuple[int, int], kind: str) -> None:
+    """A given initial codebook must be a (K, d) tensor of the quantiser's shape."""
+    if not isinstance(codebook, Tensor) or tuple(codebook.shape) != tuple(shape):
+        got = tuple(codebook.shape) if isinstance(codebook, Tensor) else type(codebook).__name__
+        raise ValueError(f"{kind}: the initial codebook must be a tensor of shape {tuple(shape)} (K, d), got {got}")
+
+
 def straight_through(x: Tensor, x_q: Tensor) -> Tensor:
     return x + (x_q - x).detach()
 

@@ -28,7 +28,8 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params, validate
+from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params
+from pqstudy.preflight import validate_run
 from pqstudy.runio import read_json
 from pqstudy.runlock import holder, try_lock, unlock
 from pqstudy.study.kernel import kernel_name, require_kernel
@@ -282,7 +283,7 @@ def run_grids(
             continue
         output = papermill_dir / grid_name / f"{rid}.ipynb"
         try:
-            validate(cfg)
+            validate_run(cfg)
             params = {**to_params(cfg), "run_dir": str(runs_root / rid), "results_dir": str(results_dir),
                       "grid": grid_name, "notebook_path": _label(output)}
             if run_id(from_params(params)) != rid:
