@@ -38,16 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pqstudy.study.verdicts import grid_runs, method_of, numeric, truthy
+from pqstudy.study.methods import method_colour as method_color
+from pqstudy.study.methods import method_label as method_name
+from pqstudy.study.methods import method_of, run_label
+from pqstudy.study.methods import order_methods as _order
+from pqstudy.study.store import grid_runs, numeric, select_profile, truthy
 
 log = logging.getLogger(__name__)
 
 FIGURES_SUBDIR = "figures"
 RECON_SUBDIR = "recon"
 DPI = 120
-METHOD_ORDER = ("vq", "vq-fc", "vq-ema", "lc", "pq", "ae", "kl")
-METHOD_NAMES = {"vq": "VQ", "vq-fc": "VQ-FC", "vq-ema": "VQ-EMA", "lc": "LC", "pq": "PQ", "ae": "AE (continuous)",
-                "kl": "KL-VAE (continuous)"}
+
 
 
 class NoData(LookupError):
@@ -56,27 +58,6 @@ class NoData(LookupError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _colors() -> dict:
-    import seaborn as sns
-
-    palette = sns.color_palette("colorblind", 10)
-    return {"vq": palette[0], "vq-fc": palette[2], "vq-ema": palette[4], "lc": palette[3], "pq": palette[1],
-            "ae": (0.45, 0.45, 0.45), "kl": (0.15, 0.15, 0.15)}
-
-
-def method_color(method: str):
-    return _colors().get(method, (0.6, 0.4, 0.7))
-
-
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
-
-
-def _order(methods) -> list[str]:
-    methods = list(dict.fromkeys(methods))
-    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
 
 
 @contextlib.contextmanager
@@ -377,35 +358,6 @@ def _run_row(df, rid: str):
         return None
     rows = df[df["run_id"] == rid]
     return rows.iloc[0] if len(rows) else None
-
-
-def run_label(row, rid: str | None = None) -> str:
-    """A reader's label for one run: method, K, D (and M for PQ), seed and training steps, e.g.
-    ``PQ M=2 K=32 D=8 · seed 0 · 800 steps``; the run id only when the run is unknown."""
-    if row is None:
-        return f"run {rid} (not in runs.csv)"
-    frame = row.to_frame().T
-    method = method_of(frame).iloc[0]
-
-    def num(column):
-        value = numeric(frame, column).iloc[0]
-        return None if value != value else int(value)
-
-    parts = [method_name(method)]
-    dim, k, m, seed, steps = (num(c) for c in ("quantizer.dim", "quantizer.codebook_size", "quantizer.subspaces",
-                                               "train.seed", "train.steps"))
-    if method in ("ae", "kl"):
-        parts.append(f"D={dim}" if dim else "")
-    else:
-        if method.startswith("pq"):
-            parts.append(f"M={m}")
-        parts += [f"K={k:,}" if k else "K=?", f"D={dim}" if dim else "D=?"]
-        low = num("quantizer.low_dim")
-        if method in ("vq-fc", "lc") and low:
-            parts.append(f"D′={low}")
-    text = " ".join(p for p in parts if p)
-    extra = [f"seed {seed}" if seed is not None else "", f"{steps:,} steps" if steps else ""]
-    return " · ".join([text, *[e for e in extra if e]])
 
 
 def _codebook_label(df, rid: str, meta: dict) -> str:
@@ -966,8 +918,6 @@ def make_all_figures(results_dir: str | os.PathLike = "results", out_dir: str | 
     written. A figure whose data is absent is skipped with a logged note (logger ``pqstudy.plots``, level INFO).
     ``profile``: only the runs of that profile (the tables' figures and the codebook runs chosen)."""
     import matplotlib.pyplot as plt
-
-    from pqstudy.study.report import select_profile
 
     results_dir = Path(results_dir)
     out_dir = figures_dir(results_dir) if out_dir is None else Path(out_dir)

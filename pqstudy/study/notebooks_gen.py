@@ -49,8 +49,8 @@ from IPython.display import Markdown, display
 from pqstudy import plots
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table, select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.report import grid_table
+from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
@@ -104,8 +104,7 @@ import pandas as pd
 from pqstudy import plots
 from pqstudy.study.codebooks import list_codebooks, load_codebook
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.store import runs_dataframe, select_profile
 
 """ + LOGGING + """
 results_dir = resolve(results_dir)
@@ -148,8 +147,8 @@ profile = None  # only the runs of this profile (None: every run)"""),
 
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table, select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.report import grid_table
+from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.verdicts import all_verdicts
 
 results_dir = resolve(results_dir)
@@ -191,8 +190,8 @@ from IPython.display import Image, Markdown, display
 
 from pqstudy import plots
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import select_profile, write_report
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.report import write_report
+from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """

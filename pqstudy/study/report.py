@@ -16,15 +16,9 @@ import re
 from pathlib import Path
 
 from pqstudy.config import SECTIONS
-from pqstudy.study.verdicts import (
-    FLOORS,
-    MIN_POSITIONS_PER_ENTRY,
-    T_FACTOR,
-    all_verdicts,
-    grid_runs,
-    method_of,
-    numeric,
-)
+from pqstudy.study.methods import method_of
+from pqstudy.study.store import grid_runs, numeric, select_profile
+from pqstudy.study.verdicts import FLOORS, MIN_POSITIONS_PER_ENTRY, T_FACTOR, all_verdicts
 
 REPORT = "REPORT.md"
 STUDY_FILE = "study.json"
@@ -173,13 +167,6 @@ def read_study(results_dir: str | os.PathLike) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
-
-
-def select_profile(df, profile: str | None):
-    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
-    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
-        return df
-    return df[df["profile"] == profile]
 
 
 def resolve_profile(df, results_dir, profile: str | None) -> str | None:

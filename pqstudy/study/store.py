@@ -214,3 +214,45 @@ def write_runs_csv(results_dir: str | os.PathLike = "results") -> Path:
     """Write ``<results_dir>/runs.csv`` (atomically) from every run file; returns its path."""
     text = runs_dataframe(results_dir).to_csv(index=False)
     return atomic_write(Path(results_dir) / RUNS_CSV, lambda f: f.write(text.encode()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading the runs DataFrame (the tables, the verdicts and the figures select runs through these)
+
+
+def numeric(df, column: str):
+    """Column ``column`` of ``df`` as numbers (NaN where a value is not one, or everywhere when it is absent)."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in df.columns:
+        return pd.Series(np.nan, index=df.index)
+    return pd.to_numeric(df[column], errors="coerce")
+
+
+def truthy(value) -> bool:
+    """A flag read from a table cell: True, 1, "true", "yes", "on" (NaN and None are False)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def grid_runs(df, grid: str, ok: bool = True):
+    """Rows of ``df`` belonging to ``grid`` (the ``;``-joined ``grids`` column), only status ``ok`` by default."""
+    if df is None or len(df) == 0 or "grids" not in df.columns:
+        return df.iloc[0:0] if df is not None else None
+    member = df["grids"].fillna("").astype(str).map(lambda s: grid in s.split(";"))
+    out = df[member]
+    if ok and "status" in out.columns:
+        out = out[out["status"] == "ok"]
+    return out
+
+
+def select_profile(df, profile: str | None):
+    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
+    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
+        return df
+    return df[df["profile"] == profile]

@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
+from pqstudy.study.methods import method_of
+from pqstudy.study.store import grid_runs, numeric, truthy
 
 STATUSES = ("reproduced", "not reproduced", "inconclusive")
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = STATUSES
@@ -68,58 +69,6 @@ class Verdict:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r}: expected one of {STATUSES}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# selecting runs
-
-
-def grid_runs(df, grid: str, ok: bool = True):
-    """Rows of ``df`` belonging to ``grid`` (the ``;``-joined ``grids`` column), only status ``ok`` by default."""
-    if df is None or len(df) == 0 or "grids" not in df.columns:
-        return df.iloc[0:0] if df is not None else None
-    member = df["grids"].fillna("").astype(str).map(lambda s: grid in s.split(";"))
-    out = df[member]
-    if ok and "status" in out.columns:
-        out = out[out["status"] == "ok"]
-    return out
-
-
-def method_of(df):
-    """A method label per row: the quantiser kind (``vq``, ``vq-fc``, ``vq-ema``, ``lc``, ``pq``, ``pq(<sub>)``) or
-    the continuous model kind (``ae``, ``kl``)."""
-    import pandas as pd
-
-    def label(row) -> str:
-        model = row.get("model.kind", "quantized")
-        if isinstance(model, str) and model != "quantized":
-            return model
-        kind = str(row.get("quantizer.kind", "?"))
-        sub = row.get("quantizer.sub_kind", "vq")
-        if kind == "pq" and isinstance(sub, str) and sub != "vq":
-            return f"pq({sub})"
-        return kind
-
-    if len(df) == 0:
-        return pd.Series([], index=df.index, dtype=object)
-    return df.apply(label, axis=1)
-
-
-def numeric(df, column: str):
-    import pandas as pd
-
-    if column not in df.columns:
-        return pd.Series(np.nan, index=df.index)
-    return pd.to_numeric(df[column], errors="coerce")
-
-
-def truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    try:
-        return bool(value) and not (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
