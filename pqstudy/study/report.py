@@ -18,7 +18,9 @@ from pathlib import Path
 from pqstudy.config import SECTIONS
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import grid_runs, numeric, select_profile
-from pqstudy.study.verdicts import FLOORS, MIN_POSITIONS_PER_ENTRY, T_FACTOR, all_verdicts
+from pqstudy.study.verdicts import all_verdicts
+from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
+from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
 
 REPORT = "REPORT.md"
 STUDY_FILE = "study.json"
