@@ -2,7 +2,7 @@
 
 The synthetic results use the real configs of every grid at the ``default`` profile (``grid_configs``), recorded
 through ``pqstudy.study.store.record_run`` with metrics from a formula ("world") in which every paper claim holds;
-the tests then break one claim at a time, drown it in seed noise, or drop its grid. ``tests/test_plots.py`` and
+the tests then break one claim at a time, drown it in seed noise, or drop its grid. ``tests/test_figures.py`` and
 ``tests/test_notebooks.py`` import ``synthetic_results`` from here.
 """
 
@@ -349,8 +349,10 @@ def test_grid_table_shows_varied_fields_and_missing_reasons(world_df):
 def test_report_has_every_grid_table_and_verdict(tmp_path):
     results = synthetic_results(tmp_path / "results", codebooks=False, recon=False)
     (results / "figures").mkdir()
-    (results / "figures" / "psnr_vs_dim.png").write_bytes(b"png")
-    path = write_report(results)
+    for name in ("zeta", "psnr_vs_dim", "alpha"):
+        (results / "figures" / f"{name}.png").write_bytes(b"png")
+    figures = {"quality_vs_bits": "quality vs rate", "psnr_vs_dim": "PSNR vs D"}  # the caller's known figures
+    path = write_report(results, figures=figures)
     text = path.read_text()
     assert path == results / "REPORT.md"
     assert "profile: **default**" in text and "**1 failed**" in text and "25.0 min" in text
@@ -362,7 +364,9 @@ def test_report_has_every_grid_table_and_verdict(tmp_path):
     assert "The noise rule, for every comparison" in text and "## Divergences from the papers" in text
     assert "## Utilisation" in text and "No run counted fewer than 10 positions per entry" in text
     assert "RuntimeError: synthetic failure" in text
-    assert "(figures/psnr_vs_dim.png)" in text
+    links = [line for line in text.splitlines() if line.startswith("- [") and "(figures/" in line]
+    assert links == ["- [PSNR vs D](figures/psnr_vs_dim.png)", "- [alpha](figures/alpha.png)",
+                     "- [zeta](figures/zeta.png)"]  # known ones first, described; no link to a PNG not written
     assert f"LPIPS missing: {REASON}" in text
     assert text.count("| run | method |") == len(GRIDS)
-    assert write_report(results).read_text() == text  # deterministic
+    assert write_report(results, figures=figures).read_text() == text  # deterministic

@@ -26,6 +26,9 @@ from pqstudy.runio import atomic_write, read_json, write_json
 
 RUNS_SUBDIR = "runs"
 RUNS_CSV = "runs.csv"
+FIGURES_SUBDIR = "figures"  # <results>/figures/<name>.png: written by pqstudy.figures, linked from the report
+RECON_SUBDIR = "recon"  # <results>/recon/<run_id>.png: a run's reconstruction grid (save_reconstruction)
+RECON_DPI = 120
 STATUSES = ("ok", "failed")
 REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
@@ -43,6 +46,20 @@ MISSING_REASON_COLUMNS = tuple(f"{m}_missing_reason" for m in (*REFERENCE_METRIC
 
 def run_path(results_dir: str | os.PathLike, rid: str) -> Path:
     return Path(results_dir) / RUNS_SUBDIR / f"{rid}.json"
+
+
+def recon_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    """Where a run's reconstruction grid is saved (by the train_eval notebook, through ``save_reconstruction``)."""
+    return Path(results_dir) / RECON_SUBDIR / f"{rid}.png"
+
+
+def save_reconstruction(fig, results_dir: str | os.PathLike, rid: str) -> Path:
+    """Save a run's reconstruction-grid figure as ``results/recon/<run_id>.png`` (the reconstructions figure shows
+    it)."""
+    path = recon_path(results_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
+    return path
 
 
 def load_run(results_dir: str | os.PathLike, rid: str) -> dict | None:
