@@ -16,9 +16,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pqstudy.config import SECTIONS
 from pqstudy.study.methods import method_of
-from pqstudy.study.store import FIGURES_SUBDIR, grid_runs, numeric, select_profile
+from pqstudy.study.store import FIGURES_SUBDIR, config_columns, grid_runs, numeric, select_profile
 from pqstudy.study.verdicts import all_verdicts
 from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
 from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
@@ -72,14 +71,10 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _config_columns(df) -> list[str]:
-    return [c for c in df.columns if c.split(".")[0] in SECTIONS and "." in c]
-
-
 def varied_fields(runs) -> list[str]:
     """The config columns (``section.field``) whose value differs between the runs (seed excluded)."""
     out = []
-    for column in _config_columns(runs):
+    for column in config_columns(runs):
         if column in SKIP_FIELDS:
             continue
         if runs[column].astype(str).nunique(dropna=False) > 1:
@@ -92,7 +87,8 @@ def _short_names(columns: list[str]) -> dict[str, str]:
     return {c: (t if tails.count(t) == 1 else c) for c, t in zip(columns, tails, strict=True)}
 
 
-def _cell(value) -> str:
+def _display(value) -> str:
+    """A table value as the report prints it: empty when missing, an integral float without ``.0``."""
     if _is_missing(value):
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -124,9 +120,9 @@ def grid_table(df, grid: str, profile: str | None = None):
     for _, run in ordered.iterrows():
         row = {"run": run["run_id"], "method": run["_method"]}
         for c in fields:
-            row[names[c]] = _cell(run[c])
+            row[names[c]] = _display(run[c])
         if show_seed:
-            row["seed"] = _cell(run["train.seed"])
+            row["seed"] = _display(run["train.seed"])
         for metric in metrics:
             header, fmt = TABLE_METRICS[metric]
             value = numeric(run.to_frame().T, metric).iloc[0]

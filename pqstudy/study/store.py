@@ -161,19 +161,25 @@ def load_runs(results_dir: str | os.PathLike = "results") -> list[dict]:
     return runs
 
 
-def _cell(value):
-    """A table cell: tuples/lists as ``"(1, 2, 2)"``, everything else as is."""
+def _flat_value(value):
+    """A config value as a table holds it: tuples/lists as ``"(1, 2, 2)"``, everything else as is."""
     if isinstance(value, (list, tuple)):
         return str(tuple(value))
     return value
 
 
-def _config_columns(config: dict) -> dict:
+def _flat_config(config: dict) -> dict:
+    """A run's config as table columns: ``profile`` and one ``section.field`` column per field."""
     out = {"profile": config.get("profile")}
     for section in SECTIONS:
         for key, value in (config.get(section) or {}).items():
-            out[f"{section}.{key}"] = _cell(value)
+            out[f"{section}.{key}"] = _flat_value(value)
     return out
+
+
+def config_columns(df) -> list[str]:
+    """The ``section.field`` config columns of a runs DataFrame (as ``_flat_config`` names them), in order."""
+    return [c for c in df.columns if "." in c and c.split(".")[0] in SECTIONS]
 
 
 def _row(run: dict) -> dict:
@@ -186,7 +192,7 @@ def _row(run: dict) -> dict:
         "status": run.get("status"),
         "error": run.get("error"),
     }
-    row.update(_config_columns(config))
+    row.update(_flat_config(config))
     row["seed"] = train_cfg.get("seed")
     row["steps"] = metrics.get("steps", train_cfg.get("steps"))
     row["wall_seconds"] = run.get("wall_seconds")
@@ -217,7 +223,7 @@ def runs_dataframe(results_dir: str | os.PathLike = "results"):
 
     rows = [_row(run) for run in load_runs(results_dir)]
     if not rows:
-        base = ["run_id", "grids", "status", "error", "profile", *_config_columns(RunConfig().to_dict()),
+        base = ["run_id", "grids", "status", "error", "profile", *_flat_config(RunConfig().to_dict()),
                 "seed", "steps", "wall_seconds", "train_seconds", *METRIC_COLUMNS, *MISSING_REASON_COLUMNS,
                 "notebook", "finished_at"]
         return pd.DataFrame(columns=list(dict.fromkeys(base)))
