@@ -116,21 +116,23 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from pqstudy.study.regenerate import default_results_dir, run_study
+    from pqstudy.figures import FIGURE_DESCRIPTIONS, make_all_figures
+    from pqstudy.study.regenerate import default_results_dir, run_grids_and_report
     from pqstudy.study.runner import parse_shard
 
     shard = parse_shard(args.shard)
     _check_study_dirs(args, args.results or default_results_dir(args.profile, args.data))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
-    study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
-                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
-                      budget_minutes=args.budget_minutes)
+    study = run_grids_and_report(args.profile, make_figures=make_all_figures, figures=FIGURE_DESCRIPTIONS,
+                                 results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
+                                 jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
+                                 budget_minutes=args.budget_minutes)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
 
 def cmd_figures(args) -> int:
-    from pqstudy.plots import make_all_figures
+    from pqstudy.figures import make_all_figures
     from pqstudy.study.regenerate import default_results_dir
 
     results = args.results or default_results_dir(args.profile, args.data)
@@ -141,12 +143,14 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from pqstudy.figures import FIGURE_DESCRIPTIONS
     from pqstudy.study.regenerate import default_results_dir
     from pqstudy.study.report import write_report
     from pqstudy.study.store import write_runs_csv
 
     results = args.results or default_results_dir(args.profile, args.data)
-    report = write_report(results, profile=args.profile)  # first: it refuses to replace a report with an empty one
+    # first: it refuses to replace a report with an empty one
+    report = write_report(results, profile=args.profile, figures=FIGURE_DESCRIPTIONS)
     write_runs_csv(results)
     print(report)
     return 0

@@ -128,7 +128,7 @@ metrics_table(metrics)"""),
     ("code", [], """history = load_history(run_dir)
 plot_history(history)
 plt.show()"""),
-    ("code", [], """from pqstudy.plots import save_reconstruction
+    ("code", [], """from pqstudy.study.store import save_reconstruction
 from pqstudy.study.codebooks import export_codebook
 
 fig = reconstruction_grid(run_dir)

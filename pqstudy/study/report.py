@@ -13,18 +13,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from pqstudy.config import SECTIONS
-from pqstudy.study.verdicts import (
-    FLOORS,
-    MIN_POSITIONS_PER_ENTRY,
-    T_FACTOR,
-    all_verdicts,
-    grid_runs,
-    method_of,
-    numeric,
-)
+from pqstudy.study.methods import method_of
+from pqstudy.study.store import FIGURES_SUBDIR, config_columns, grid_runs, numeric, select_profile
+from pqstudy.study.verdicts import all_verdicts
+from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
+from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
 
 REPORT = "REPORT.md"
 STUDY_FILE = "study.json"
@@ -75,14 +71,10 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _config_columns(df) -> list[str]:
-    return [c for c in df.columns if c.split(".")[0] in SECTIONS and "." in c]
-
-
 def varied_fields(runs) -> list[str]:
     """The config columns (``section.field``) whose value differs between the runs (seed excluded)."""
     out = []
-    for column in _config_columns(runs):
+    for column in config_columns(runs):
         if column in SKIP_FIELDS:
             continue
         if runs[column].astype(str).nunique(dropna=False) > 1:
@@ -95,7 +87,8 @@ def _short_names(columns: list[str]) -> dict[str, str]:
     return {c: (t if tails.count(t) == 1 else c) for c, t in zip(columns, tails, strict=True)}
 
 
-def _cell(value) -> str:
+def _display(value) -> str:
+    """A table value as the report prints it: empty when missing, an integral float without ``.0``."""
     if _is_missing(value):
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -127,9 +120,9 @@ def grid_table(df, grid: str, profile: str | None = None):
     for _, run in ordered.iterrows():
         row = {"run": run["run_id"], "method": run["_method"]}
         for c in fields:
-            row[names[c]] = _cell(run[c])
+            row[names[c]] = _display(run[c])
         if show_seed:
-            row["seed"] = _cell(run["train.seed"])
+            row["seed"] = _display(run["train.seed"])
         for metric in metrics:
             header, fmt = TABLE_METRICS[metric]
             value = numeric(run.to_frame().T, metric).iloc[0]
@@ -175,13 +168,6 @@ def read_study(results_dir: str | os.PathLike) -> dict:
         return {}
 
 
-def select_profile(df, profile: str | None):
-    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
-    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
-        return df
-    return df[df["profile"] == profile]
-
-
 def resolve_profile(df, results_dir, profile: str | None) -> str | None:
     """The profile to report: the argument, else ``study.json``'s, else the single profile of the runs."""
     if profile:
@@ -220,14 +206,13 @@ def _grid_doc(name: str) -> str:
     return doc[0] if doc else ""
 
 
-def figure_links(results_dir: str | os.PathLike) -> list[tuple[str, str]]:
-    """``(relative path, description)`` of every PNG under ``results/figures`` (known figures first)."""
-    from pqstudy.plots import FIGURE_DESCRIPTIONS, FIGURE_NAMES, figures_dir
-
-    folder = figures_dir(results_dir)
+def figure_links(folder: str | os.PathLike, figures: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(relative path, description)`` of every PNG under ``folder``: those named in ``figures`` (name →
+    description, in order) first, then the others by name."""
+    folder = Path(folder)
     present = {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
-    ordered = [n for n in FIGURE_NAMES if n in present] + sorted(present - set(FIGURE_NAMES))
-    return [(f"{folder.name}/{n}.png", FIGURE_DESCRIPTIONS.get(n, n)) for n in ordered]
+    ordered = [n for n in figures if n in present] + sorted(present - set(figures))
+    return [(f"{folder.name}/{n}.png", figures.get(n, n)) for n in ordered]
 
 
 def _reason_kind(reason) -> str:
@@ -336,9 +321,10 @@ def divergences_section() -> list[str]:
 
 
 def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None,
-                    out_dir: str | os.PathLike | None = None) -> str:
+                    out_dir: str | os.PathLike | None = None, *, figures: Mapping[str, str]) -> str:
     """The text of REPORT.md for ``out_dir`` (default ``results_dir``): its figure links are the PNGs under
-    ``<out_dir>/figures``."""
+    ``<out_dir>/figures``, described and ordered by ``figures`` (name → description; the caller passes
+    ``pqstudy.figures.FIGURE_DESCRIPTIONS``: the report reads results, it does not import the figures)."""
     from pqstudy.study.store import runs_dataframe
 
     results_dir = Path(results_dir)
@@ -428,7 +414,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             out += [f"- {note}" for note in notes] + [""]
 
     out += ["## Figures", ""]
-    links = figure_links(results_dir if out_dir is None else out_dir)
+    links = figure_links(Path(results_dir if out_dir is None else out_dir) / FIGURES_SUBDIR, figures)
     if links:
         out += [f"- [{desc}]({path})" for path, desc in links]
     else:
@@ -461,15 +447,16 @@ class EmptyReportError(RuntimeError):
 
 
 def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None,
-                 out_dir: str | os.PathLike | None = None) -> Path:
+                 out_dir: str | os.PathLike | None = None, *, figures: Mapping[str, str]) -> Path:
     """Write ``<out_dir>/REPORT.md`` (default ``out_dir``: ``results_dir``) atomically and return its path. Refuses
     (``EmptyReportError``) to replace a report made from runs with one made from none: that would silently throw a
-    study away (e.g. on a clone that lacks the run records)."""
+    study away (e.g. on a clone that lacks the run records). ``figures``: name → description of the figures to link
+    (``pqstudy.figures.FIGURE_DESCRIPTIONS``)."""
     from pqstudy.study.store import RUNS_SUBDIR
 
     results_dir = Path(results_dir)
     out_dir = results_dir if out_dir is None else Path(out_dir)
-    text = report_markdown(results_dir, profile, out_dir)
+    text = report_markdown(results_dir, profile, out_dir, figures=figures)
     path = out_dir / REPORT
     before = recorded_runs(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else 0
     if before and not recorded_runs(text):
