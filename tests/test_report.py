@@ -17,8 +17,9 @@ import pytest
 
 from pqstudy.config import apply_overrides
 from pqstudy.study.grids import GRIDS, grid_configs
-from pqstudy.study.report import grid_table, markdown_table, write_report
+from pqstudy.study.report import write_report
 from pqstudy.study.store import record_run, runs_dataframe
+from pqstudy.study.tables import grid_table, markdown_table
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
 from pqstudy.study.verdicts.compare import fmt, fmt_diff, fmt_margin
 

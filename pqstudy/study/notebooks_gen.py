@@ -49,8 +49,8 @@ from IPython.display import Markdown, display
 from pqstudy import figures
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table
 from pqstudy.study.store import runs_dataframe, select_profile
+from pqstudy.study.tables import grid_table
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
@@ -147,8 +147,8 @@ profile = None  # only the runs of this profile (None: every run)"""),
 
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table
 from pqstudy.study.store import runs_dataframe, select_profile
+from pqstudy.study.tables import grid_table
 from pqstudy.study.verdicts import all_verdicts
 
 results_dir = resolve(results_dir)
