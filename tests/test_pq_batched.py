@@ -132,3 +132,38 @@ def test_nearest_code_batched_bad_shapes_name_them():
     with pytest.raises(ValueError, match="M, N, d"):
         nearest_code_batched(torch.randn(5, 3), torch.randn(4, 3))
     assert nearest_code_batched(torch.randn(2, 0, 3), torch.randn(2, 4, 3)).shape == (2, 0)
+
+
+def _digest(idx):
+    import hashlib
+
+    return hashlib.sha1(idx.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("m", "n", "k", "d", "seed", "digest"),
+    [
+        (64, 512, 512, 2, 5, "814c585ddffd07bc"),  # M = 64 as in the paper: batched running argmin, tiles as tasks
+        (4, 1000, 3000, 3, 6, "99e9cecaaffeae44"),  # K > 1024: one cache-blocked nearest_code per subspace
+    ],
+)
+def test_batched_indices_are_those_of_the_previous_kernel_on_any_thread_count(m, n, k, d, seed, digest, threads):
+    """Digests of nearest_code_batched's indices at commit 0b3526c on x = randn(m, n, d), codebooks = randn(m, k, d)
+    from a generator seeded with ``seed`` (see tests/test_nearest_code.py's REFERENCE_DIGESTS)."""
+    g = torch.Generator().manual_seed(seed)
+    x, books = torch.randn(m, n, d, generator=g), torch.randn(m, k, d, generator=g)
+    torch.set_num_threads(threads)  # the one_thread fixture restores the count
+    assert _digest(nearest_code_batched(x, books)) == digest
+
+
+@pytest.mark.parametrize("sub_kind", ["vq", "vq-ema"])
+def test_threads_change_no_pq_output(sub_kind):
+    """The whole pq forward (indices, z_q, loss terms) on 3 threads equals the 1-thread one, at M = 64."""
+    pq = make_pq(sub_kind, 64, 2, 512, ties=True).eval()
+    z = torch.randn(4, 128, 8, 8, generator=torch.Generator().manual_seed(3))
+    one = pq(z)
+    torch.set_num_threads(3)
+    three = pq(z)
+    assert torch.equal(one.indices, three.indices) and torch.equal(one.z_q, three.z_q)
+    assert all(torch.equal(one.loss[name], three.loss[name]) for name in one.loss)
