@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # package ``pqstudy.x`` and everything under it) or ``*/x`` (a module named ``x`` anywhere). A module's layer is
 # that of its most specific member: an exact name, then a ``*/x`` name, then the deepest ``x/*`` package.
 LAYERS = {
-    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "tv_compat", "offline", "*/device")),  # "" = pqstudy/__init__
+    # "" = pqstudy/__init__
+    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "tv_compat", "offline", "*/device")),
     1: ("config", ("config", "recipes")),
     2: ("data", ("data", "data_fingerprint", "data/*")),
     3: ("quantizers, models", ("quantizers/*", "models/*")),

@@ -102,7 +102,7 @@ class LCQuantizer(Quantizer):
         self.codebook_size, feature_dim = self.bank.shape
         self.dim, self.lookup_dim = dim, lookup_dim("lc", dim, low_dim)
         self.beta, self.legacy, self.l2_norm, self.chunk_size = beta, legacy, l2_norm, chunk_size
-        self.projector_kind, self.projector_init, self.feature_dim = projector, projector_init, feature_dim
+        self.feature_dim = feature_dim  # C
         self.projector = make_projector(projector, feature_dim, self.lookup_dim, projector_init)
         factorised = self.lookup_dim != dim
         self.proj_in = nn.Linear(dim, self.lookup_dim) if factorised else None
