@@ -123,7 +123,7 @@ def continuous_usage(cfg: RunConfig) -> dict:
 def write_usage(path: str | os.PathLike, train_pass_counts: torch.Tensor, eval_counts: torch.Tensor,
                 usage_history=None) -> None:
     """``usage.npz``: ``train_pass_counts`` (M, K), the final model's counts over the training split (what the usage
-    figures read first, :data:`pqstudy.plots.USAGE_COUNT_KEYS`); ``eval_counts`` (M, K) over the evaluated (test)
+    figures read first, :data:`pqstudy.figures.USAGE_COUNT_KEYS`); ``eval_counts`` (M, K) over the evaluated (test)
     split, as before; ``train_counts`` (R, M, K), the counts of each training-history window (the
     utilisation-vs-epoch curve)."""
     arrays = {"train_pass_counts": train_pass_counts.numpy().astype(np.int64),

@@ -76,20 +76,6 @@ def test_lc_without_a_codebook_is_a_clear_error():
         build_quantizer(lc_q(), codebook=torch.zeros(10, 48))
 
 
-def test_the_quantizers_and_models_never_import_codebooks_data_or_evaluation():
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).parents[1] / "pqstudy"
-    forbidden = ("pqstudy.codebooks", "pqstudy.data", "pqstudy.evaluate", "pqstudy.train", "pqstudy.features",
-                 "pqstudy.codebook_init", "pqstudy.metrics", "pqstudy.study")
-    for path in [*(root / "quantizers").glob("*.py"), *(root / "models").glob("*.py")]:
-        tree = ast.parse(path.read_text())
-        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-        assert not [n for n in names if n.startswith(forbidden)], path
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # the cached artefact and its provenance
 

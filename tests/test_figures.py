@@ -14,7 +14,7 @@ import pytest
 from pqstudy import figures
 from pqstudy.config import get_profile
 from pqstudy.runio import write_json
-from pqstudy.study.codebooks import (
+from pqstudy.study.codebook_export import (
     codebook_path,
     export_codebook,
     list_codebooks,

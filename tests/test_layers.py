@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # that of its most specific member: an exact name, then a ``*/x`` name, then the deepest ``x/*`` package.
 LAYERS = {
     # "" = pqstudy/__init__
-    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "tv_compat", "offline", "*/device")),
+    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "tv_compat", "offline")),
     1: ("config", ("config", "recipes")),
-    2: ("data", ("data", "data_fingerprint", "data/*")),
+    2: ("data", ("data", "data/*")),
     3: ("quantizers, models", ("quantizers/*", "models/*")),
     4: ("codebooks", ("codebooks/*",)),
     5: ("train, evaluate, metrics", ("train", "train_eval", "evaluate", "metrics/*", "preflight", "losses")),
     6: ("study", ("study/*",)),
-    7: ("figures", ("figures/*", "plots")),
+    7: ("figures", ("figures/*",)),
     8: ("cli", ("cli", "__main__")),
 }
 

@@ -81,7 +81,7 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
                       tsne_entries: int = 48) -> Path:
     """Record every grid's ``default`` configs with ``world``'s metrics (plus one failed run), exported codebooks for
     the LC-grid runs at the largest size, two reconstruction PNGs and ``study.json``."""
-    from pqstudy.study.codebooks import codebook_path, save_codebook
+    from pqstudy.study.codebook_export import codebook_path, save_codebook
 
     results_dir = Path(results_dir)
     rng = np.random.default_rng(0)

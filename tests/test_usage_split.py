@@ -134,7 +134,7 @@ def test_cli_eval_usage_flag_reruns_the_train_pass(pq_run, tmp_path, capsys):
 
 def test_exported_codebook_carries_the_train_pass_to_the_figures(pq_run, tmp_path):
     from pqstudy.figures import usage_counts
-    from pqstudy.study.codebooks import export_codebook, load_codebook
+    from pqstudy.study.codebook_export import export_codebook, load_codebook
 
     out, metrics, cfg = pq_run
     export_codebook(out, tmp_path)

@@ -28,8 +28,7 @@ from pqstudy.codebooks import cache
 from pqstudy.codebooks.sources import FeatureSource, RandomFeatures, feature_source
 from pqstudy.codebooks.strategies import check_strategy, codebook_from_features, uniform_codebook
 from pqstudy.config import RunConfig, lookup_dim
-from pqstudy.data import load_dataset
-from pqstudy.data import data_fingerprint
+from pqstudy.data import data_fingerprint, load_dataset
 from pqstudy.quantizers import uses_lc
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from pqstudy.figures.common import NoData, one_training_length, run_row, style, subplots
 from pqstudy.figures.registry import figure
-from pqstudy.study.codebooks import list_codebooks, load_codebook, subsample_indices
+from pqstudy.study.codebook_export import list_codebooks, load_codebook, subsample_indices
 from pqstudy.study.methods import method_colour, method_of, order_methods, run_label
 from pqstudy.study.store import grid_runs, load_run, numeric, runs_dataframe
 

@@ -129,7 +129,7 @@ metrics_table(metrics)"""),
 plot_history(history)
 plt.show()"""),
     ("code", [], """from pqstudy.study.store import save_reconstruction
-from pqstudy.study.codebooks import export_codebook
+from pqstudy.study.codebook_export import export_codebook
 
 fig = reconstruction_grid(run_dir)
 save_reconstruction(fig, results_dir, cfg.run_id)  # <results_dir>/recon/<run_id>.png, for the figures

@@ -87,7 +87,8 @@ show_verdicts([v for v in all_verdicts(df) if v.grid == grid])"""),
 
 Utilisation curves, per-entry usage heatmaps and t-SNE of codebook entries, from the results store only:
 `results/runs/*.json` (utilisation and its history) and `results/codebooks/<run_id>.npz` (per-entry usage counts
-and a subsample of the codebook vectors, written by `pqstudy.study.codebooks.export_codebook` after each run)."""),
+and a subsample of the codebook vectors, written by `pqstudy.study.codebook_export.export_codebook` after each
+run)."""),
         ("code", ["parameters"], """\
 results_dir = "results"  # the results store (a relative path is taken from the repository root)
 profile = None  # only the runs of this profile (None: every run)
@@ -102,7 +103,7 @@ import numpy as np
 import pandas as pd
 
 from pqstudy import figures
-from pqstudy.study.codebooks import list_codebooks, load_codebook
+from pqstudy.study.codebook_export import list_codebooks, load_codebook
 from pqstudy.study.notebook import resolve
 from pqstudy.study.store import runs_dataframe, select_profile
 

@@ -146,7 +146,7 @@ def load_codebook(results_dir: str | os.PathLike, rid: str) -> dict:
     exported codebook (FileNotFoundError if absent)."""
     path = codebook_path(results_dir, rid)
     if not path.exists():
-        raise FileNotFoundError(f"no exported codebook for run {rid} at {path} (see pqstudy.study.codebooks)")
+        raise FileNotFoundError(f"no exported codebook for run {rid} at {path} (see pqstudy.study.codebook_export)")
     with np.load(path, allow_pickle=False) as data:
         out = {name: np.asarray(data[name]) for name in ARRAYS}
         out.update({name: np.asarray(data[name]) for name in OPTIONAL_ARRAYS if name in data.files})
