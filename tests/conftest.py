@@ -72,6 +72,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def codebook_cache(tmp_path, monkeypatch):
+    """Each test builds its lc codebooks into its own cache directory (returned: where the files land)."""
+    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "codebooks"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_weights: uses the networks installed by `pqstudy weights install`")
 

@@ -18,13 +18,7 @@ from pqstudy.quantizers import build_quantizer
 
 PHOTOS = DataConfig(name="photos", image_size=32, train_limit=16)
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(autouse=True)
-def codebook_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "codebooks"
+pytestmark = pytest.mark.usefixtures("one_thread", "codebook_cache")  # tests/conftest.py
 
 
 def lc_q(**kw) -> QuantizerConfig:

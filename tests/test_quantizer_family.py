@@ -34,14 +34,7 @@ from pqstudy.quantizers import (
 PHOTOS = DataConfig(name="photos", image_size=32, train_limit=64)  # 64 images × 64 pixel patches
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(autouse=True)
-def codebook_cache(tmp_path, monkeypatch):
-    """Every test builds its lc codebooks into its own cache directory."""
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "codebooks"
+pytestmark = pytest.mark.usefixtures("one_thread", "codebook_cache")  # tests/conftest.py
 
 
 def lc_config(**kw) -> QuantizerConfig:
