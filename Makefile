@@ -21,3 +21,4 @@ lint:
 bench:
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/nearest_code.py
+	$(PY) benchmarks/search_kernel.py

@@ -19,13 +19,15 @@ import pandas as pd
 import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
-from pqstudy.config import apply_overrides, eval_metric_names, get_profile, validate
+from pqstudy.codebooks import codebook_for
+from pqstudy.config import apply_overrides, eval_metric_names, get_profile
 from pqstudy.cpu import channels_last, cpu_model
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.evaluate import count_usage
 from pqstudy.metrics.image import psnr, ssim, to_unit
 from pqstudy.metrics.reference import ReferenceMetrics
 from pqstudy.models import build_model
+from pqstudy.preflight import validate_run
 
 CASES = [
     ("default vq K=1024", {}),
@@ -37,10 +39,10 @@ CASES = [
 
 
 def time_case(name: str, overrides: dict, layout, limit: int) -> dict:
-    cfg = validate(apply_overrides(get_profile("default"), overrides))
+    cfg = validate_run(apply_overrides(get_profile("default"), overrides))
     torch.manual_seed(0)
     started = time.perf_counter()
-    model = build_model(cfg).eval().to(memory_format=layout)
+    model = build_model(cfg, codebook=codebook_for(cfg)).eval().to(memory_format=layout)  # lc: cached codebook
     build = time.perf_counter() - started
     test = load_dataset(cfg.data, "test", seed=0)
     train = load_dataset(cfg.data, "train", seed=0)

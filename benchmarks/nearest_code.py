@@ -38,13 +38,13 @@ import csv
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from timing import cpu_name, time_alternating
 
 import pqstudy  # noqa: F401  (before anything imports torchvision)
 from pqstudy.quantizers import ProductQuantizer, VectorQuantizer, nearest_code
@@ -80,12 +80,12 @@ def build(impl: str, method: str, codebook: torch.Tensor, z: torch.Tensor, m: in
             x = z.permute(0, 2, 3, 1).reshape(-1, d).contiguous()
             return lambda: nearest_code(x, codebook)
         if method == "vq":
-            q = VectorQuantizer(k, d, init="normal")
+            q = VectorQuantizer(codebook_size=k, dim=d, init="normal")
             q.embedding.weight.data = codebook  # the same tensor, not a copy
         else:
             subs = []
             for part in codebook.split(d // m, dim=1):
-                sub = VectorQuantizer(k, d // m, init="normal")
+                sub = VectorQuantizer(codebook_size=k, dim=d // m, init="normal")
                 sub.embedding.weight.data = part.contiguous()
                 subs.append(sub)
             q = ProductQuantizer(subs)
@@ -159,20 +159,6 @@ def measure_memory(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def time_alternating(fns: dict, repeats: int) -> dict:
-    results = {name: [] for name in fns}
-    with torch.no_grad():
-        for fn in fns.values():
-            fn()
-            fn()
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                t = time.perf_counter()
-                fn()
-                results[name].append(time.perf_counter() - t)
-    return {name: (min(ts) * 1e3, statistics.median(ts) * 1e3) for name, ts in results.items()}
-
-
 def matmul_gflops(repeats: int = 5) -> float:
     a, b = torch.randn(2048, 1024), torch.randn(1024, 2048)
     torch.mm(a, b)
@@ -184,16 +170,6 @@ def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -239,8 +215,8 @@ def main(argv=None) -> int:
                         fns["vector-quantize-pytorch"] = build("peer", method, codebook, z, m)
                     else:
                         note = f"peer skipped: its dense (M, N, K) tensors need ~{dense_gib:.1f} GiB"
-                times = time_alternating(fns, args.repeats)
                 with torch.no_grad():
+                    times = time_alternating(fns, args.repeats)
                     idx = {name: fn() for name, fn in fns.items()}
                 agree = (torch.equal(idx["pqstudy"], idx["vector-quantize-pytorch"])
                          if "vector-quantize-pytorch" in idx else None)
@@ -255,7 +231,7 @@ def main(argv=None) -> int:
                                 "M": m, "batch": args.batch, "grid": args.grid, "threads": threads}
                         mem[name] = measure_memory(spec)
                 for name in fns:
-                    best, median = times[name]
+                    best, median = times[name].best_ms, times[name].median_ms
                     row = {
                         "method": method, "K": k, "D": d, "M": m, "impl": name, "queries": n,
                         "time_ms_best": round(best, 3), "time_ms_median": round(median, 3),
@@ -271,7 +247,7 @@ def main(argv=None) -> int:
                         row["matmul_bound_ms"] = round(bound_ms, 3)
                         row["of_bound"] = round(best / bound_ms, 2)
                     if name == "pqstudy" and "vector-quantize-pytorch" in fns:
-                        row["speedup"] = round(times["vector-quantize-pytorch"][0] / best, 2)
+                        row["speedup"] = round(times["vector-quantize-pytorch"].best_ms / best, 2)
                         if mem:
                             peer_mem = mem["vector-quantize-pytorch"]["peak_extra_bytes"]
                             row["memory_ratio"] = round(mem["pqstudy"]["peak_extra_bytes"] / max(peer_mem, 1), 5)

@@ -26,13 +26,10 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
+from timing import cpu_name, start_burner, time_alternating
 
 import pqstudy  # noqa: F401  (before anything imports torchvision)
 from pqstudy.config import QuantizerConfig
@@ -78,43 +75,6 @@ def search_fns(pq: ProductQuantizer, x: torch.Tensor) -> dict:
     }
 
 
-def time_alternating(fns: dict, repeats: int) -> dict:
-    results = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            results[name].append(time.perf_counter() - t)
-    return {name: (statistics.median(ts) * 1e3, min(ts) * 1e3) for name, ts in results.items()}
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def start_burner() -> subprocess.Popen:
-    """A Python busy loop pinned to the last CPU this process may run on."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    pin = f"import os\nos.sched_setaffinity(0, {{{cpus[-1]}}})\n" if len(cpus) > 1 else ""
-    burner = subprocess.Popen([sys.executable, "-c", pin + "while True:\n    pass\n"])
-    time.sleep(0.5)
-    if burner.poll() is not None:
-        raise RuntimeError(f"--load loaded: the busy-loop process exited with code {burner.returncode}")
-    return burner
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--load", choices=["quiet", "loaded"], default="quiet")
@@ -148,10 +108,10 @@ def main(argv=None) -> int:
                 times = time_alternating(fns, args.repeats)
                 agree = torch.equal(fns["loop"](), fns["batched"]())
                 for impl in fns:
-                    median, best = times[impl]
+                    median, best = times[impl].median_ms, times[impl].best_ms
                     row = {"method": method, "sub_kind": args.sub_kind, "D": d, "M": m, "K": k, "N": n, "impl": impl,
                            "time_ms_median": round(median, 3), "time_ms_best": round(best, 3),
-                           "speedup": round(times["loop"][0] / median, 2) if impl == "batched" else "",
+                           "speedup": round(times["loop"].median_ms / median, 2) if impl == "batched" else "",
                            "indices_agree": agree, "repeats": args.repeats, "threads": torch.get_num_threads(),
                            "load": args.load, "loadavg": loadavg, "torch": torch.__version__, "cpu": cpu}
                     rows.append(row)

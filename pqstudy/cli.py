@@ -1,4 +1,4 @@
-"""Command line: ``pqstudy train | eval | weights | sweep | study | figures | report``."""
+"""Command line: ``pqstudy train | eval | codebooks build | weights | sweep | study | figures | report``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set, validate
+from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -18,16 +18,44 @@ def _print_metrics(metrics: dict) -> None:
         print(f"  {key:28s} {value}")
 
 
+def _run_config(args):
+    """The validated config of ``--profile`` and ``--set`` (:func:`pqstudy.preflight.validate_run`)."""
+    from pqstudy.preflight import validate_run
+
+    return validate_run(apply_overrides(get_profile(args.profile), parse_set(args.set)))
+
+
 def cmd_train(args) -> int:
-    cfg = validate(apply_overrides(get_profile(args.profile), parse_set(args.set)))
+    cfg = _run_config(args)
     from pqstudy.runio import check_output_dir
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     check_output_dir(args.out, "--out")
 
     print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
-    metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    metrics = train_and_evaluate(cfg, args.out, resume=args.resume, progress=not args.quiet)
     _print_metrics(metrics)
+    return 0
+
+
+def cmd_codebooks(args) -> int:
+    cfg = _run_config(args)
+    import torch
+
+    from pqstudy.codebooks import codebook_file, codebook_for, read_provenance
+
+    path = codebook_file(cfg)
+    if path is None:
+        what = (f"model.kind={cfg.model.kind!r} has no codebook" if cfg.model.kind != "quantized"
+                else f"quantizer.kind={cfg.quantizer.kind!r} draws its own codebook (quantizer.init)")
+        print(f"run {cfg.run_id}: {what}; nothing to build", file=sys.stderr)
+        return 0
+    state = "cached already" if path.is_file() else "building"
+    print(f"run {cfg.run_id}: {state} → {path}", file=sys.stderr)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)  # as training does: k-means' numbers depend on the thread count
+    codebook = codebook_for(cfg)
+    print(json.dumps({"path": str(path), "shape": list(codebook.shape), **read_provenance(path)}, indent=2))
     return 0
 
 
@@ -88,21 +116,23 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from pqstudy.study.regenerate import default_results_dir, run_study
+    from pqstudy.figures import FIGURE_DESCRIPTIONS, make_all_figures
+    from pqstudy.study.regenerate import default_results_dir, run_grids_and_report
     from pqstudy.study.runner import parse_shard
 
     shard = parse_shard(args.shard)
     _check_study_dirs(args, args.results or default_results_dir(args.profile, args.data))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
-    study = run_study(args.profile, results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
-                      jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
-                      budget_minutes=args.budget_minutes)
+    study = run_grids_and_report(args.profile, make_figures=make_all_figures, figures=FIGURE_DESCRIPTIONS,
+                                 results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
+                                 jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
+                                 budget_minutes=args.budget_minutes)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
 
 def cmd_figures(args) -> int:
-    from pqstudy.plots import make_all_figures
+    from pqstudy.figures import make_all_figures
     from pqstudy.study.regenerate import default_results_dir
 
     results = args.results or default_results_dir(args.profile, args.data)
@@ -113,12 +143,14 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from pqstudy.figures import FIGURE_DESCRIPTIONS
     from pqstudy.study.regenerate import default_results_dir
     from pqstudy.study.report import write_report
     from pqstudy.study.store import write_runs_csv
 
     results = args.results or default_results_dir(args.profile, args.data)
-    report = write_report(results, profile=args.profile)  # first: it refuses to replace a report with an empty one
+    # first: it refuses to replace a report with an empty one
+    report = write_report(results, profile=args.profile, figures=FIGURE_DESCRIPTIONS)
     write_runs_csv(results)
     print(report)
     return 0
@@ -160,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("codebooks", help="`codebooks build`: build (or find cached) the lc codebook of a config")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, as for train, e.g. --set quantizer.kind=lc (repeatable)")
+    p.set_defaults(func=cmd_codebooks)
 
     p = sub.add_parser("eval", help="re-evaluate a run directory")
     p.add_argument("run_dir")

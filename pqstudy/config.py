@@ -67,7 +67,7 @@ class QuantizerConfig:
     l2_norm: bool = False  # cosine matching: l2-normalise latents and codes
     init: str = "uniform"  # vq / vq-fc / vq-ema codebook init: uniform (taming: U(±1/K)) | normal (N(0, 1))
     chunk_size: int = 16384  # codebook entries per chunk of the nearest-code search
-    low_dim: int = 0  # D′: lookup dim of vq-fc / lc (latents projected D→D′ and back); 0 = D/2 for vq-fc, D for lc
+    low_dim: int = 0  # D′: lookup dim of vq-fc / lc (latents projected D→D′ and back); 0: see lookup_dim()
     ema_decay: float = 0.99  # vq-ema: EMA decay of cluster sizes and code sums
     ema_eps: float = 1e-5  # vq-ema: Laplace smoothing of the cluster sizes
     ema_count_init: float = 1.0  # vq-ema: initial cluster sizes n_k (VQGAN-LC's EMA baseline: 0; see recipes)
@@ -166,6 +166,20 @@ def run_id(cfg: RunConfig) -> str:
     q = cfg.quantizer
     tag = cfg.model.kind if cfg.model.kind != "quantized" else (f"pq-{q.sub_kind}" if q.kind == "pq" else q.kind)
     return f"{tag}-{digest}"
+
+
+def lookup_dim(kind: str, dim: int, low_dim: int = 0, subspaces: int = 1) -> int:
+    """D′, the dim in which a (sub)quantiser of ``kind`` looks its codes up; the one home of this default.
+
+    ``dim`` is D of the whole latent and ``subspaces`` M (each subspace has D/M channels; pass the sub-kind for
+    ``pq``). ``low_dim`` > 0 is D′ itself. ``low_dim`` = 0 means, for ``vq-fc``, half the (sub)space, at least 1
+    (ViT-VQGAN's factorised codes always project down), and for every other kind the (sub)space's own D/M (``lc``
+    then projects its codebook straight into the latent space, with no latent projection D → D′).
+    """
+    if low_dim:
+        return low_dim
+    sub_dim = dim // subspaces
+    return max(1, sub_dim // 2) if kind == "vq-fc" else sub_dim
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -329,14 +343,14 @@ def from_dict(d: dict) -> RunConfig:
 # validation
 
 
-def _require(ok: bool, key: str, value, why: str) -> None:
+def require(ok: bool, key: str, value, why: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r}: {why}")
 
 
 def check_device(name: str, key: str = "train.device") -> str:
     """``name`` when this machine can run it: ``cuda[:N]`` needs a CUDA build of torch and a visible GPU."""
-    _require(name in ("auto", "cpu", "cuda") or name.startswith("cuda:"), key, name, "choose auto, cpu or cuda[:N]")
+    require(name in ("auto", "cpu", "cuda") or name.startswith("cuda:"), key, name, "choose auto, cpu or cuda[:N]")
     if name.startswith("cuda"):
         import torch  # late import: the config layer itself does not need torch
 
@@ -354,95 +368,78 @@ def _require_finite_floats(cfg: RunConfig) -> None:
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if hints[f.name] is float:
-                _require(isinstance(value, (int, float)) and math.isfinite(value), f"{section}.{f.name}", value,
+                require(isinstance(value, (int, float)) and math.isfinite(value), f"{section}.{f.name}", value,
                          "must be a finite number")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Reject a bad config before any work, naming the field and the value."""
-    from pqstudy.quantizers import QUANTIZERS  # late import: quantizers import this module
+    """Reject a bad config before any work, naming the field and the value.
 
+    The checks that need only the config itself. Names known elsewhere (quantiser kinds, datasets) and the ``lc``
+    feature source are checked by :func:`pqstudy.preflight.validate_run`, which runs this first."""
     d, m, q, lo, t = cfg.data, cfg.model, cfg.quantizer, cfg.loss, cfg.train
     _require_finite_floats(cfg)
-    _require(cfg.profile in PROFILES, "profile", cfg.profile, f"unknown profile; choose one of {sorted(PROFILES)}")
-    _require(
-        d.name in DATASETS or (d.name.startswith("folder:") and len(d.name) > len("folder:")),
-        "data.name", d.name, f"unknown dataset; choose one of {list(DATASETS)} or folder:<path>",
-    )
-    _require(d.image_size > 0, "data.image_size", d.image_size, "must be positive")
-    _require(d.train_limit >= 0, "data.train_limit", d.train_limit, "must be >= 0")
+    require(cfg.profile in PROFILES, "profile", cfg.profile, f"unknown profile; choose one of {sorted(PROFILES)}")
+    require(d.image_size > 0, "data.image_size", d.image_size, "must be positive")
+    require(d.train_limit >= 0, "data.train_limit", d.train_limit, "must be >= 0")
 
-    _require(m.kind in MODEL_KINDS, "model.kind", m.kind, f"unknown model kind; choose one of {list(MODEL_KINDS)}")
-    _require(m.ch > 0, "model.ch", m.ch, "must be positive")
-    _require(len(m.ch_mult) >= 1 and all(c > 0 for c in m.ch_mult), "model.ch_mult", m.ch_mult,
+    require(m.kind in MODEL_KINDS, "model.kind", m.kind, f"unknown model kind; choose one of {list(MODEL_KINDS)}")
+    require(m.ch > 0, "model.ch", m.ch, "must be positive")
+    require(len(m.ch_mult) >= 1 and all(c > 0 for c in m.ch_mult), "model.ch_mult", m.ch_mult,
              "needs at least one positive multiplier")
-    _require(m.num_res_blocks >= 1, "model.num_res_blocks", m.num_res_blocks, "must be >= 1")
-    _require(m.z_channels > 0, "model.z_channels", m.z_channels, "must be positive")
-    _require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
-    _require(d.image_size % m.downsample == 0, "data.image_size", d.image_size,
+    require(m.num_res_blocks >= 1, "model.num_res_blocks", m.num_res_blocks, "must be >= 1")
+    require(m.z_channels > 0, "model.z_channels", m.z_channels, "must be positive")
+    require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
+    require(d.image_size % m.downsample == 0, "data.image_size", d.image_size,
              f"not divisible by the downsampling factor {m.downsample} of model.ch_mult={m.ch_mult}")
 
-    _require(q.kind in QUANTIZERS, "quantizer.kind", q.kind, f"unknown quantizer; choose one of {sorted(QUANTIZERS)}")
-    _require(q.codebook_size >= 2, "quantizer.codebook_size", q.codebook_size, "K must be >= 2")
-    _require(q.dim >= 1, "quantizer.dim", q.dim, "D must be >= 1")
-    _require(q.subspaces >= 1, "quantizer.subspaces", q.subspaces, "M must be >= 1")
-    _require(q.dim % q.subspaces == 0, "quantizer.subspaces", q.subspaces,
+    require(q.codebook_size >= 2, "quantizer.codebook_size", q.codebook_size, "K must be >= 2")
+    require(q.dim >= 1, "quantizer.dim", q.dim, "D must be >= 1")
+    require(q.subspaces >= 1, "quantizer.subspaces", q.subspaces, "M must be >= 1")
+    require(q.dim % q.subspaces == 0, "quantizer.subspaces", q.subspaces,
              f"quantizer.dim={q.dim} is not divisible by M={q.subspaces}")
-    _require(q.kind == "pq" or q.subspaces == 1, "quantizer.subspaces", q.subspaces,
+    require(q.kind == "pq" or q.subspaces == 1, "quantizer.subspaces", q.subspaces,
              f"M > 1 needs quantizer.kind='pq' (kind is {q.kind!r})")
-    _require(q.sub_kind in QUANTIZERS and q.sub_kind != "pq", "quantizer.sub_kind", q.sub_kind,
-             f"choose one of {sorted(k for k in QUANTIZERS if k != 'pq')}")
-    _require(q.beta >= 0, "quantizer.beta", q.beta, "must be >= 0")
-    _require(q.init in ("uniform", "normal"), "quantizer.init", q.init, "choose uniform or normal")
-    _require(q.chunk_size >= 1, "quantizer.chunk_size", q.chunk_size, "must be >= 1")
-    _require(q.low_dim >= 0, "quantizer.low_dim", q.low_dim, "must be >= 0 (0 = same as D)")
-    _require(0.0 < q.ema_decay < 1.0, "quantizer.ema_decay", q.ema_decay, "must be in (0, 1)")
-    _require(q.ema_eps > 0, "quantizer.ema_eps", q.ema_eps, "must be > 0")
-    _require(q.ema_count_init >= 0, "quantizer.ema_count_init", q.ema_count_init, "must be >= 0")
-    _require(q.ema_beta >= 0, "quantizer.ema_beta", q.ema_beta, "must be >= 0")
-    _require(q.lc_source in ("pixels", "random") or any(
-        q.lc_source.startswith(p) and len(q.lc_source) > len(p) for p in ("encoder:", "clip:")),
-        "quantizer.lc_source", q.lc_source, "choose pixels, random, encoder:<run dir> or clip:<model>[:<tag or file>]")
-    _require(q.lc_feature_dim >= 0, "quantizer.lc_feature_dim", q.lc_feature_dim, "must be >= 0")
-    _require(q.lc_init not in RENAMED_LC_INITS, "quantizer.lc_init", q.lc_init,
+    require(q.beta >= 0, "quantizer.beta", q.beta, "must be >= 0")
+    require(q.init in ("uniform", "normal"), "quantizer.init", q.init, "choose uniform or normal")
+    require(q.chunk_size >= 1, "quantizer.chunk_size", q.chunk_size, "must be >= 1")
+    require(q.low_dim >= 0, "quantizer.low_dim", q.low_dim, "must be >= 0 (0 = same as D)")
+    require(0.0 < q.ema_decay < 1.0, "quantizer.ema_decay", q.ema_decay, "must be in (0, 1)")
+    require(q.ema_eps > 0, "quantizer.ema_eps", q.ema_eps, "must be > 0")
+    require(q.ema_count_init >= 0, "quantizer.ema_count_init", q.ema_count_init, "must be >= 0")
+    require(q.ema_beta >= 0, "quantizer.ema_beta", q.ema_beta, "must be >= 0")
+    require(q.lc_feature_dim >= 0, "quantizer.lc_feature_dim", q.lc_feature_dim, "must be >= 0")
+    require(q.lc_init not in RENAMED_LC_INITS, "quantizer.lc_init", q.lc_init,
              f"renamed: the draw from the feature statistics is now {RENAMED_LC_INITS.get(q.lc_init)!r}, and "
              f"VQGAN-LC's random init is 'uniform'; choose one of {list(LC_INITS)}")
-    _require(q.lc_init in LC_INITS, "quantizer.lc_init", q.lc_init, f"choose one of {list(LC_INITS)}")
-    _require(q.lc_patch >= 1, "quantizer.lc_patch", q.lc_patch, "must be >= 1")
-    _require(q.lc_samples >= 0, "quantizer.lc_samples", q.lc_samples, "must be >= 0 (0 = automatic)")
-    _require(q.lc_kmeans_iters >= 1, "quantizer.lc_kmeans_iters", q.lc_kmeans_iters, "must be >= 1")
-    _require(q.projector in ("linear", "mlp", "none"), "quantizer.projector", q.projector,
+    require(q.lc_init in LC_INITS, "quantizer.lc_init", q.lc_init, f"choose one of {list(LC_INITS)}")
+    require(q.lc_patch >= 1, "quantizer.lc_patch", q.lc_patch, "must be >= 1")
+    require(q.lc_samples >= 0, "quantizer.lc_samples", q.lc_samples, "must be >= 0 (0 = automatic)")
+    require(q.lc_kmeans_iters >= 1, "quantizer.lc_kmeans_iters", q.lc_kmeans_iters, "must be >= 1")
+    require(q.projector in ("linear", "mlp", "none"), "quantizer.projector", q.projector,
              "choose linear, mlp or none")
-    _require(q.projector_init in PROJECTOR_INITS, "quantizer.projector_init", q.projector_init,
+    require(q.projector_init in PROJECTOR_INITS, "quantizer.projector_init", q.projector_init,
              f"choose one of {list(PROJECTOR_INITS)}")
-    if "lc" in (q.kind, q.sub_kind if q.kind == "pq" else None) and q.projector == "none":
-        from pqstudy.quantizers.lc import known_feature_dim  # late import, as above
-
-        lookup_dim, feature_dim = q.low_dim or q.dim // q.subspaces, known_feature_dim(q)
-        _require(feature_dim in (None, lookup_dim), "quantizer.projector", q.projector,
-                 f"without a projector the codebook features (C={feature_dim} from quantizer.lc_source="
-                 f"{q.lc_source!r}) must have the lookup dim D′={lookup_dim}; use projector=linear or mlp")
-
-    _require(lo.rec in REC_LOSSES, "loss.rec", lo.rec, f"choose one of {list(REC_LOSSES)}")
+    require(lo.rec in REC_LOSSES, "loss.rec", lo.rec, f"choose one of {list(REC_LOSSES)}")
     for name in ("rec_weight", "perceptual_weight", "codebook_weight", "kl_weight", "disc_weight"):
         value = getattr(lo, name)
-        _require(math.isfinite(value) and value >= 0, f"loss.{name}", value, "must be a finite number >= 0")
-    _require(lo.disc_start >= 0, "loss.disc_start", lo.disc_start, "must be >= 0")
-    _require(lo.disc_layers >= 1, "loss.disc_layers", lo.disc_layers, "must be >= 1")
-    _require(lo.disc_ndf >= 1, "loss.disc_ndf", lo.disc_ndf, "must be >= 1")
+        require(math.isfinite(value) and value >= 0, f"loss.{name}", value, "must be a finite number >= 0")
+    require(lo.disc_start >= 0, "loss.disc_start", lo.disc_start, "must be >= 0")
+    require(lo.disc_layers >= 1, "loss.disc_layers", lo.disc_layers, "must be >= 1")
+    require(lo.disc_ndf >= 1, "loss.disc_ndf", lo.disc_ndf, "must be >= 1")
 
-    _require(t.steps > 0, "train.steps", t.steps, "must be positive")
-    _require(t.batch_size > 0, "train.batch_size", t.batch_size, "must be positive")
-    _require(math.isfinite(t.lr) and t.lr > 0, "train.lr", t.lr, "must be positive")
-    _require(t.lr_schedule in LR_SCHEDULES, "train.lr_schedule", t.lr_schedule, f"choose one of {list(LR_SCHEDULES)}")
-    _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
-    _require(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1/beta2", (t.beta1, t.beta2), "must be in [0, 1)")
-    _require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
+    require(t.steps > 0, "train.steps", t.steps, "must be positive")
+    require(t.batch_size > 0, "train.batch_size", t.batch_size, "must be positive")
+    require(math.isfinite(t.lr) and t.lr > 0, "train.lr", t.lr, "must be positive")
+    require(t.lr_schedule in LR_SCHEDULES, "train.lr_schedule", t.lr_schedule, f"choose one of {list(LR_SCHEDULES)}")
+    require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
+    require(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1/beta2", (t.beta1, t.beta2), "must be in [0, 1)")
+    require(t.eval_batch_size > 0, "train.eval_batch_size", t.eval_batch_size, "must be positive")
     for name in ("eval_limit", "fid_samples", "history_every", "ckpt_every", "threads"):
-        _require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
-    _require(t.threads >= 1, "train.threads", t.threads, "must be >= 1 (the count is part of the run id)")
+        require(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "must be >= 0")
+    require(t.threads >= 1, "train.threads", t.threads, "must be >= 1 (the count is part of the run id)")
     unknown = [n for n in eval_metric_names(t.eval_metrics) if n not in EVAL_METRICS]
-    _require(not unknown, "train.eval_metrics", t.eval_metrics,
+    require(not unknown, "train.eval_metrics", t.eval_metrics,
              f"unknown metric(s) {unknown}; a comma-separated subset of {','.join(EVAL_METRICS)}, or empty for none")
     check_device(t.device)
     return cfg

@@ -18,27 +18,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pqstudy.config import RunConfig, eval_metric_names, from_dict
-from pqstudy.cpu import memory_format
+from pqstudy.config import RunConfig, eval_metric_names
+from pqstudy.cpu import flush_denormals, memory_format, resolve_device
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.metrics.codebook import codebook_metrics, suffixed, train_usage_metrics
 from pqstudy.metrics.image import psnr, ssim, to_unit
-from pqstudy.models import build_model
-from pqstudy.runio import load_checkpoint, read_json, write_json
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU. On CPU, denormal floats are flushed to zero: tiny activations
-    otherwise slow convolutions down several-fold."""
-    torch.set_flush_denormal(True)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from pqstudy.models.checkpoint import load_model
+from pqstudy.runio import read_json, write_json
 
 
 def reference_metrics(cfg: RunConfig, device, random_backbones: bool = False, dataset=None, n: int = 0):
@@ -131,7 +123,7 @@ def continuous_usage(cfg: RunConfig) -> dict:
 def write_usage(path: str | os.PathLike, train_pass_counts: torch.Tensor, eval_counts: torch.Tensor,
                 usage_history=None) -> None:
     """``usage.npz``: ``train_pass_counts`` (M, K), the final model's counts over the training split (what the usage
-    figures read first, :data:`pqstudy.plots.USAGE_COUNT_KEYS`); ``eval_counts`` (M, K) over the evaluated (test)
+    figures read first, :data:`pqstudy.figures.USAGE_COUNT_KEYS`); ``eval_counts`` (M, K) over the evaluated (test)
     split, as before; ``train_counts`` (R, M, K), the counts of each training-history window (the
     utilisation-vs-epoch curve)."""
     arrays = {"train_pass_counts": train_pass_counts.numpy().astype(np.int64),
@@ -141,25 +133,32 @@ def write_usage(path: str | os.PathLike, train_pass_counts: torch.Tensor, eval_c
     np.savez_compressed(path, **arrays)
 
 
+class UsageCounts(NamedTuple):
+    """The (M, K) usage counts an evaluation saw (None for a continuous model, or a pass not made)."""
+
+    eval_counts: torch.Tensor | None  # over the evaluated split
+    train_pass_counts: torch.Tensor | None  # over the training split (the usage pass), when it ran
+
+
 @torch.no_grad()
 def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", progress: bool = False,
-                   usage_out: str | os.PathLike | None = None, usage_history=None,
                    random_backbones: bool = False, dataset=None, train_usage: bool = False,
-                   train_dataset=None) -> dict:
+                   train_dataset=None) -> tuple[dict, UsageCounts]:
     """Evaluate ``model`` on ``split`` of ``cfg.data`` (first ``train.eval_limit`` images, or all of them);
-    ``dataset`` is that split when the caller has already loaded it.
+    ``dataset`` is that split when the caller has already loaded it. Returns the metrics and the usage counts
+    (:func:`write_usage` stores them as ``usage.npz``); writes nothing.
 
     The split's codebook statistics get the split as suffix (``utilisation_test``, ``perplexity_test``, ...).
     With ``train_usage`` the training-split pass (:func:`usage_pass`, on ``train_dataset`` when given) adds the
-    unsuffixed ``utilisation`` / ``perplexity`` / ``positions_counted`` / ...; ``usage_out`` then receives
-    ``usage.npz`` (:func:`write_usage`). ``eval_seconds`` is the time of the split's evaluation."""
+    unsuffixed ``utilisation`` / ``perplexity`` / ``positions_counted`` / .... ``eval_seconds`` is the time of the
+    split's evaluation."""
     device = device or next(model.parameters()).device
     dataset = dataset if dataset is not None else load_dataset(cfg.data, split, seed=cfg.train.seed)
     n = min(len(dataset), cfg.train.eval_limit) if cfg.train.eval_limit else len(dataset)
     bs = cfg.train.eval_batch_size
     fmt = memory_format(device)
     quantized = cfg.model.kind == "quantized"
-    counts = None
+    counts = train_counts = None
     if quantized:
         counts = torch.zeros(model.quantizer.num_codebooks, model.quantizer.codebook_size, dtype=torch.long)
     started = time.perf_counter()
@@ -194,19 +193,9 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
         if quantized:
             usage, train_counts = usage_pass(model, cfg, device, dataset=train_dataset, progress=progress)
             metrics.update(usage)
-            if usage_out is not None:
-                write_usage(usage_out, train_counts, counts, usage_history)
         else:
             metrics.update(continuous_usage(cfg))
-    return metrics
-
-
-def load_model(run_dir: str | os.PathLike, device="cpu") -> tuple[torch.nn.Module, RunConfig]:
-    """The trained model of a run directory and its config."""
-    cfg = from_dict(read_json(Path(run_dir) / "config.json"))
-    model = build_model(cfg, init_codebook=False)
-    model.load_state_dict(load_checkpoint(run_dir)["model"])
-    return model.to(device, memory_format=memory_format(device)).eval(), cfg
+    return metrics, UsageCounts(counts, train_counts)
 
 
 def metrics_path(run_dir: str | os.PathLike, split: str = "test") -> Path:
@@ -240,14 +229,16 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", device: str = "aut
     if split == "test" and "utilisation_split" not in previous:
         previous = {k: v for k, v in previous.items() if k not in USAGE_KEYS}
     dev = resolve_device(device)
+    flush_denormals()
     model, cfg = load_model(run_dir, dev)
     usage_file = run_dir / "usage.npz"
     history = None
     if usage and usage_file.exists():
         with np.load(usage_file) as old:
             history = list(old["train_counts"]) if "train_counts" in old.files else None
-    metrics = evaluate_model(model, cfg, dev, split=split, progress=progress, train_usage=usage,
-                             usage_out=usage_file if usage and write else None, usage_history=history)
+    metrics, counts = evaluate_model(model, cfg, dev, split=split, progress=progress, train_usage=usage)
+    if usage and write and counts.train_pass_counts is not None:
+        write_usage(usage_file, counts.train_pass_counts, counts.eval_counts, history)
     if write:
         write_json(path, {**previous, **metrics})
     return metrics

@@ -16,7 +16,7 @@ Citations: ``file:line`` at these commits (line numbers of PQGAN counted in the 
 
 from __future__ import annotations
 
-from pqstudy.config import ConfigError, apply_overrides, get_profile
+from pqstudy.config import ConfigError, apply_overrides, get_profile, lookup_dim
 
 __all__ = ["DIVERGENCES", "PQGAN", "VQGAN_LC", "static_arm", "static_feature_dim"]
 
@@ -83,7 +83,7 @@ def static_feature_dim(cfg) -> int:
         return 3 * q.lc_patch * q.lc_patch
     if q.lc_source == "random":
         subspaces = q.subspaces if q.kind == "pq" else 1
-        return q.lc_feature_dim or q.low_dim or q.dim // subspaces
+        return q.lc_feature_dim or lookup_dim("lc", q.dim, q.low_dim, subspaces)
     raise ConfigError(f"quantizer.lc_source={q.lc_source!r}: C is not known without loading the source; "
                       "pass static_arm(..., feature_dim=C)")
 

@@ -1,13 +1,15 @@
-"""train(cfg, out_dir) → a run directory: config.json, checkpoint.pt, history.json, usage.npz, metrics.json.
+"""train(cfg, out_dir) → a run directory with config.json, checkpoint.pt and history.json, and the trained model.
 
-One flat loop, top to bottom. The batch order is a pure function of (seed, step), and the checkpoint holds every
-piece of state (weights, optimisers, schedule, RNG, history), so ``resume=True`` reaches the same final weights
-and metrics as an uninterrupted run.
+Training only: :func:`pqstudy.train_eval.train_and_evaluate` adds the evaluation step (metrics.json, usage.npz), as
+``pqstudy train`` and the notebooks run it.
 
-After training, the final model is evaluated on the test split (``*_test`` codebook statistics, PSNR/SSIM, the
-reference metrics) and makes one encoder + quantiser pass over the training split for ``utilisation`` /
-``perplexity`` as the papers count them (:func:`pqstudy.evaluate.usage_pass`). On CPU with oneDNN the model and
-its inputs are ``channels_last`` (:func:`pqstudy.cpu.channels_last`): ~27% less time per step, float32 both ways.
+One flat loop, top to bottom. The batch order is a pure function of (seed, step), and the checkpoint holds every piece
+of state (weights, optimisers, schedule, RNG, history), so ``resume=True`` reaches the same final weights as an
+uninterrupted run.
+
+An ``lc`` quantiser's codebook comes from :func:`pqstudy.codebooks.codebook_for` (loaded from its cache file, or built
+into it when missing), after the thread count is set and before the seeded model init. On CPU with oneDNN the model
+and its inputs are ``channels_last`` (:func:`pqstudy.cpu.channels_last`): ~27% less time per step, float32 both ways.
 """
 
 from __future__ import annotations
@@ -16,19 +18,21 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pqstudy.config import RunConfig, run_id, validate
-from pqstudy.cpu import memory_format
+from pqstudy.codebooks import codebook_for
+from pqstudy.config import RunConfig, run_id
+from pqstudy.cpu import flush_denormals, memory_format, resolve_device
 from pqstudy.data import load_dataset, to_model_space
-from pqstudy.evaluate import evaluate_model, resolve_device
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.models import build_model
+from pqstudy.preflight import validate_run
 from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
 from pqstudy.runlock import locked
@@ -71,33 +75,44 @@ def load_perceptual(cfg: RunConfig, device):
     return module
 
 
+@dataclass
+class Trained:
+    """What :func:`train` leaves for the evaluation step besides the run directory."""
+
+    model: torch.nn.Module  # the final model (train mode), on ``device``
+    device: torch.device
+    summary: dict  # run_id, steps, train_seconds, ... (the training fields of metrics.json); or an interrupted run's
+    usage_history: list  # (M, K) usage counts of each history window (usage.npz's ``train_counts``)
+    interrupted: bool = False
+
+
 def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None) -> dict:
-    """Train one run into ``out_dir`` and evaluate it on the test split. Returns the metrics dict.
+          stop_at: int | None = None, train_set=None) -> Trained:
+    """Train one run into ``out_dir``: config.json, checkpoint.pt, history.json. Evaluates nothing.
 
-    ``stop_at`` stops after that many steps with a checkpoint and no evaluation (an interrupted run, for tests
-    and time-boxed sessions); ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+    ``stop_at`` stops after that many steps with a checkpoint (an interrupted run, for tests and time-boxed sessions);
+    ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``train_set``: the training split when already loaded.
 
-    Both splits are loaded before ``out_dir`` is created, so bad data fails before any training and leaves no
-    directory behind. The run directory is locked while training (``RunLocked`` when another process trains into
-    it). A run whose loss, final weights or test PSNR/SSIM are not finite raises ``TrainingDiverged`` and writes
-    ``error.json`` instead of ``metrics.json``; so does (as far as the disk allows) any ``OSError`` on writing.
+    The config is checked (:func:`pqstudy.preflight.validate_run`) and the split loaded before ``out_dir`` is created,
+    so bad input fails before any training and leaves no directory behind. The run directory is locked while training
+    (``RunLocked`` when another process trains into it). A run whose loss or final weights are not finite raises
+    ``TrainingDiverged`` and writes ``error.json``; so does (as far as the disk allows) any ``OSError`` on writing.
     """
-    validate(cfg)
+    validate_run(cfg)
     device = resolve_device(cfg.train.device)
-    train_set = load_dataset(cfg.data, "train", seed=cfg.train.seed)
-    test_set = load_dataset(cfg.data, "test", seed=cfg.train.seed)
+    flush_denormals()
+    train_set = train_set if train_set is not None else load_dataset(cfg.data, "train", seed=cfg.train.seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"run directory {out}"):
         try:
-            return _train(cfg, out, train_set, test_set, device, resume=resume, progress=progress, stop_at=stop_at)
+            return _train(cfg, out, train_set, device, resume=resume, progress=progress, stop_at=stop_at)
         except OSError as err:
-            _record_error(out, {"error": f"{type(err).__name__}: {err}", "run_id": run_id(cfg)})
+            record_error(out, {"error": f"{type(err).__name__}: {err}", "run_id": run_id(cfg)})
             raise
 
 
-def _record_error(out: Path, error: dict) -> None:
+def record_error(out: Path, error: dict) -> None:
     """Write ``error.json``, if the disk lets us (the error being recorded may be a full disk)."""
     try:
         write_json(out / "error.json", error)
@@ -105,14 +120,15 @@ def _record_error(out: Path, error: dict) -> None:
         pass
 
 
-def _diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
-    _record_error(out, error)
+def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
+    """Record a diverged run (``error.json``, no metrics.json) and the exception to raise."""
+    record_error(out, error)
     (out / "metrics.json").unlink(missing_ok=True)
     return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
 
 
-def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool, progress: bool,
-           stop_at: int | None) -> dict:
+def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress: bool,
+           stop_at: int | None) -> Trained:
     t, rid = cfg.train, run_id(cfg)
     for stale in out.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock, so it is dead
         stale.unlink(missing_ok=True)
@@ -124,9 +140,10 @@ def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool,
 
     if t.threads:
         torch.set_num_threads(t.threads)
+    codebook = codebook_for(cfg)  # after the thread count (k-means' numbers depend on it), before the seeded init
     torch.manual_seed(t.seed)
     fmt = memory_format(device)
-    model = build_model(cfg).to(device, memory_format=fmt)
+    model = build_model(cfg, codebook=codebook).to(device, memory_format=fmt)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device, memory_format=fmt)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2))
@@ -182,7 +199,7 @@ def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool,
         total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
         if not torch.isfinite(total):
             error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
-            raise _diverged(out, error, f"loss became {total.item()} at step {step}")
+            raise diverged(out, error, f"loss became {total.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -218,27 +235,19 @@ def _train(cfg: RunConfig, out: Path, train_set, test_set, device, resume: bool,
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
-        raise _diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
+        raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
     save_checkpoint()
     write_json(out / "history.json", history)
     if step < t.steps:
-        return {"run_id": rid, "step": step, "interrupted": True}
-
-    metrics = evaluate_model(model, cfg, device=device, progress=progress, usage_out=out / "usage.npz",
-                             usage_history=usage_history, dataset=test_set, train_usage=True, train_dataset=train_set)
-    bad = [k for k in ("psnr", "ssim") if not math.isfinite(metrics[k])]
-    if bad:
-        error = {"error": "non-finite evaluation", "step": step, "run_id": rid, **{k: str(metrics[k]) for k in bad}}
-        raise _diverged(out, error, f"the test {'/'.join(bad)} of the trained model is not finite "
-                                    f"({', '.join(f'{k}={metrics[k]}' for k in bad)})")
-    metrics.update({
+        return Trained(model, device, {"run_id": rid, "step": step, "interrupted": True}, usage_history,
+                       interrupted=True)
+    summary = {
         "run_id": rid, "steps": step, "train_seconds": round(wall, 3),
         "train_images_per_second": round(step * t.batch_size / max(wall, 1e-9), 2),
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in params),
-    })
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    }
+    return Trained(model, device, summary, usage_history)
 
 
 def load_history(run_dir: str | os.PathLike) -> list[dict]:

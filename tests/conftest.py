@@ -37,7 +37,8 @@ def smoke_study(tmp_path_factory):
     """One smoke-profile study (every grid through the sweep runner, then runs.csv, figures, REPORT.md), run once
     for the whole session and shared by the tests that check it (tests/test_study.py).
     Returns ``{"study": study.json's dict, "results", "runs", "papermill"}`` (paths)."""
-    from pqstudy.study.regenerate import run_study
+    from pqstudy.figures import FIGURE_DESCRIPTIONS, make_all_figures
+    from pqstudy.study.regenerate import run_grids_and_report
 
     tmp = tmp_path_factory.mktemp("smoke-study")
     write_kernel_spec(tmp / "jupyter")
@@ -45,8 +46,9 @@ def smoke_study(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(tmp / "jupyter"))
         mp.setenv("PQSTUDY_CACHE_DIR", str(tmp / "cache"))
-        study = run_study("smoke", results_dir=paths["results"], runs_root=paths["runs"],
-                          papermill_dir=paths["papermill"], jobs=2, progress=False)
+        study = run_grids_and_report("smoke", make_figures=make_all_figures, figures=FIGURE_DESCRIPTIONS,
+                                     results_dir=paths["results"], runs_root=paths["runs"],
+                                     papermill_dir=paths["papermill"], jobs=2, progress=False)
     return {"study": study, **paths}
 
 
@@ -68,6 +70,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def codebook_cache(tmp_path, monkeypatch):
+    """Each test builds its lc codebooks into its own cache directory (returned: where the files land)."""
+    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "codebooks"
 
 
 def pytest_configure(config):

@@ -254,13 +254,18 @@ def test_divergence_on_the_last_step_fails_the_run(tmp_path, monkeypatch):
 
 
 def test_non_finite_evaluation_fails_the_run(tmp_path, monkeypatch):
-    from pqstudy import train as train_module
+    from pqstudy import train_eval
+    from pqstudy.train import TrainingDiverged
 
-    real = train_module.evaluate_model
-    monkeypatch.setattr(train_module, "evaluate_model",
-                        lambda *a, **k: {**real(*a, **k), "psnr": float("nan")})
-    with pytest.raises(train_module.TrainingDiverged, match="test psnr of the trained model is not finite"):
-        train_module.train(tiny(), tmp_path, progress=False)
+    real = train_eval.evaluate_model
+
+    def nan_psnr(*a, **k):
+        metrics, counts = real(*a, **k)
+        return {**metrics, "psnr": float("nan")}, counts
+
+    monkeypatch.setattr(train_eval, "evaluate_model", nan_psnr)
+    with pytest.raises(TrainingDiverged, match="test psnr of the trained model is not finite"):
+        train_eval.train_and_evaluate(tiny(), tmp_path, progress=False)
     assert json.loads((tmp_path / "error.json").read_text())["error"] == "non-finite evaluation"
     assert not (tmp_path / "metrics.json").exists()
 

@@ -1,3 +1,6 @@
+import ast
+from pathlib import Path
+
 import pytest
 
 from pqstudy.config import (
@@ -12,6 +15,7 @@ from pqstudy.config import (
     to_params,
     validate,
 )
+from pqstudy.preflight import validate_run
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -46,7 +50,7 @@ def test_profiles_validate(name):
 def test_validation_names_field_and_value(overrides, field):
     cfg = apply_overrides(get_profile("smoke"), overrides)
     with pytest.raises(ConfigError) as err:
-        validate(cfg)
+        validate_run(cfg)
     assert field in str(err.value)
     bad_value = overrides.get(field)
     if bad_value is not None:
@@ -108,3 +112,48 @@ def test_params_round_trip():
 def test_from_dict_round_trip():
     cfg = apply_overrides(get_profile("default"), {"model.attn_resolutions": "8", "train.seed": "3"})
     assert from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"quantizer.kind": "nope"}, "quantizer.kind"),
+    ({"quantizer.sub_kind": "nope"}, "quantizer.sub_kind"),
+    ({"data.name": "mnist"}, "data.name"),
+    ({"quantizer.lc_source": "webcam"}, "quantizer.lc_source"),
+])
+def test_names_known_elsewhere_are_checked_by_the_preflight_only(overrides, field):
+    """config.validate needs nothing outside the config; validate_run adds the registry, dataset and source checks."""
+    cfg = apply_overrides(get_profile("smoke"), overrides)
+    assert validate(cfg) is cfg
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate_run(cfg)
+
+
+@pytest.mark.parametrize("module", ["config.py", "recipes.py"])
+def test_the_config_layer_imports_nothing_of_pqstudy(module):
+    tree = ast.parse((Path(__file__).parents[1] / "pqstudy" / module).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert [m for m in imported if m.startswith("pqstudy") and m != "pqstudy.config"] == []
+
+
+@pytest.mark.parametrize("kind, dim, low_dim, subspaces, expected", [
+    ("vq-fc", 8, 0, 1, 4),  # vq-fc: 0 = half of D
+    ("vq-fc", 1, 0, 1, 1),  # at least 1
+    ("vq-fc", 8, 0, 2, 2),  # per subspace inside pq: half of D/M
+    ("lc", 8, 0, 1, 8),  # every other kind: 0 = D
+    ("lc", 16, 0, 4, 4),  # D/M inside pq
+    ("vq", 8, 3, 1, 3),  # low_dim > 0 is D′ itself
+    ("vq-fc", 8, 5, 2, 5),
+])
+def test_lookup_dim_is_the_one_home_of_the_d_prime_default(kind, dim, low_dim, subspaces, expected):
+    import torch
+
+    from pqstudy.config import lookup_dim
+    from pqstudy.quantizers import FactorizedVectorQuantizer, LCQuantizer
+
+    assert lookup_dim(kind, dim, low_dim, subspaces) == expected
+    sub_dim = dim // subspaces
+    if kind == "vq-fc":
+        assert FactorizedVectorQuantizer(codebook_size=4, dim=sub_dim, low_dim=low_dim).low_dim == expected
+    if kind == "lc":
+        assert LCQuantizer(codebook=torch.zeros(4, 3), dim=sub_dim, low_dim=low_dim).lookup_dim == expected

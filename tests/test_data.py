@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pqstudy import data
 from pqstudy.config import ConfigError, DataConfig
-from pqstudy.data import DatasetNotFoundError, DataWarning, ImageDataset, load_dataset
+from pqstudy.data import DatasetNotFoundError, DataWarning, ImageDataset, cifar10, load_dataset, photos
+from pqstudy.data import folder as folder_source
 
 PER_BATCH = 4  # images per fixture batch: 5 × 4 = 20 train, 4 test
 
@@ -139,10 +139,10 @@ def test_cifar10_download_verifies_and_unpacks(tmp_path: Path, monkeypatch: pyte
         return io.BytesIO(archive)
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(cifar10, "CIFAR_MD5", hashlib.md5(archive).hexdigest())
     (tmp_path / "root").mkdir()  # a named root must exist: only the default one is created
     test = load_dataset(cifar_cfg(tmp_path / "root", download=True), "test")
-    assert calls == [(data.CIFAR_URL, data.DOWNLOAD_TIMEOUT_S)] and data.DOWNLOAD_TIMEOUT_S <= 10
+    assert calls == [(cifar10.CIFAR_URL, cifar10.DOWNLOAD_TIMEOUT_S)] and cifar10.DOWNLOAD_TIMEOUT_S <= 10
     assert np.array_equal(test.images.numpy(), rows["test"].reshape(-1, 3, 32, 32))
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["cifar-10-batches-py"]
 
@@ -189,7 +189,7 @@ def test_photos_shapes_and_split_by_source(photos_train: ImageDataset) -> None:
         assert ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 32, 32)
         assert ds[0].shape == (3, 32, 32)
     assert 2000 <= len(photos_train) <= 4000 and 300 <= len(test) <= 800
-    assert set(test.sources) == set(data.TEST_PHOTOS)
+    assert set(test.sources) == set(photos.TEST_PHOTOS)
     assert not set(photos_train.sources) & set(test.sources) and len(photos_train.sources) >= 5
     assert photos_train.images.float().std() > 20  # real pictures, not flat fills
 
@@ -207,7 +207,7 @@ def test_photos_are_deterministic_per_seed(photos_train: ImageDataset) -> None:
 
 def test_photos_larger_sizes_and_train_limit() -> None:
     medium = load_dataset(DataConfig(name="photos", image_size=96), "test")
-    assert medium.images.shape[1:] == (3, 96, 96) and len(medium) >= 2 * data.MIN_CROPS_PER_PHOTO
+    assert medium.images.shape[1:] == (3, 96, 96) and len(medium) >= 2 * photos.MIN_CROPS_PER_PHOTO
     larger_than_a_photo = load_dataset(DataConfig(name="photos", image_size=320), "test")  # chelsea is 451×300
     assert larger_than_a_photo.images.shape[1:] == (3, 320, 320)
     limited = load_dataset(DataConfig(name="photos", image_size=16, train_limit=10), "train")
@@ -309,7 +309,7 @@ def test_large_folders_decode_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.warns(DataWarning, match="1 unreadable"):
         eager = load_dataset(folder_cfg(tmp_path, image_size=16), "train")
 
-    monkeypatch.setattr(data, "EAGER_MAX_FILES", 0)
+    monkeypatch.setattr(folder_source, "EAGER_MAX_FILES", 0)
     with pytest.warns(DataWarning, match="1 unreadable"):
         lazy = load_dataset(folder_cfg(tmp_path, image_size=16), "train")
     assert lazy.images is None and len(lazy) == len(eager) == 5
@@ -326,7 +326,7 @@ def test_lazy_file_that_fails_at_access_is_replaced(tmp_path: Path, monkeypatch:
     (tmp_path / "train" / "0_truncated.jpg").write_bytes(truncated_jpeg(rng))  # passes the scan, fails to decode
     save_png(tmp_path / "train" / "1.png", random_image(rng, 16, 16))
     save_png(tmp_path / "test" / "t.png", random_image(rng, 16, 16))
-    monkeypatch.setattr(data, "EAGER_MAX_FILES", 0)
+    monkeypatch.setattr(folder_source, "EAGER_MAX_FILES", 0)
     lazy = load_dataset(folder_cfg(tmp_path, image_size=16), "train")
     with pytest.warns(DataWarning, match="0_truncated.jpg"):
         batch = lazy.get_batch(torch.arange(len(lazy)))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_data import cifar_cfg, write_cifar  # tests/ is on sys.path under pytest
 
-from pqstudy import data
 from pqstudy.data import DatasetNotFoundError, load_dataset, resolve_data_root
+from pqstudy.data import root as data_root
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "repo"
     (root / "notebooks").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
-    monkeypatch.setattr(data, "REPO_ROOT", root)
+    monkeypatch.setattr(data_root, "REPO_ROOT", root)
     monkeypatch.chdir(root / "notebooks")
     monkeypatch.delenv("PQSTUDY_DATA_DIR", raising=False)
 

@@ -4,9 +4,10 @@ import pytest
 
 from pqstudy.cli import main
 from pqstudy.config import apply_overrides, get_profile
-from pqstudy.evaluate import evaluate_model, load_model
+from pqstudy.evaluate import evaluate_model
+from pqstudy.models.checkpoint import load_model
 from pqstudy.runio import read_json, write_json
-from pqstudy.train import train
+from pqstudy.train_eval import train_and_evaluate
 
 REFERENCE = ("lpips", "rfid", "kid", "cmmd")
 
@@ -16,7 +17,7 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = apply_overrides(get_profile("smoke"), {"train.steps": "3", "train.eval_limit": "24",
                                                  "train.eval_metrics": ""})
-    train(cfg, out, progress=False)
+    train_and_evaluate(cfg, out, progress=False)
     return out
 
 
@@ -42,7 +43,7 @@ def test_eval_prints_every_metric_or_its_missing_reason(smoke_run, tmp_path, mon
 def test_reference_metrics_with_random_backbones_are_finite(smoke_run):
     model, cfg = load_model(smoke_run)
     cfg.train.eval_metrics = ",".join(REFERENCE)
-    metrics = evaluate_model(model, cfg, random_backbones=True)
+    metrics, _ = evaluate_model(model, cfg, random_backbones=True)
     assert metrics["reference_random_backbones"] is True
     for name in REFERENCE:
         assert isinstance(metrics[name], float) and math.isfinite(metrics[name]), name
@@ -51,7 +52,7 @@ def test_reference_metrics_with_random_backbones_are_finite(smoke_run):
 def test_metrics_left_out_of_eval_metrics_are_not_computed_not_missing(smoke_run):
     model, cfg = load_model(smoke_run)
     cfg.train.eval_metrics = "lpips"
-    metrics = evaluate_model(model, cfg)
+    metrics, _ = evaluate_model(model, cfg)
     for name in ("rfid", "kid", "cmmd"):
         assert metrics[name] is None and f"{name}_missing_reason" not in metrics
         assert metrics[f"{name}_not_computed"].startswith("not computed in the smoke profile")

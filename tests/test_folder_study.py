@@ -10,15 +10,14 @@ import torch
 from PIL import Image
 
 from pqstudy.cli import build_parser, main
-from pqstudy.codebook_init import build_codebook, cache_path
+from pqstudy.codebooks import build_codebook, cache_path
+from pqstudy.codebooks.sources import feature_source
 from pqstudy.config import DataConfig, QuantizerConfig, apply_overrides, get_profile
-from pqstudy.data import DatasetNotFoundError
-from pqstudy.data_fingerprint import data_fingerprint
-from pqstudy.features import feature_source
+from pqstudy.data import DatasetNotFoundError, data_fingerprint
 from pqstudy.runio import read_json
 from pqstudy.study.grids import GRIDS, check_data, grid_configs, read_grid_file
 from pqstudy.study.regenerate import default_results_dir
-from pqstudy.train import train
+from pqstudy.train_eval import train_and_evaluate
 
 
 def _write_images(folder: Path, n: int, seed: int = 0, size: int = 36) -> None:
@@ -227,7 +226,7 @@ def test_eval_train_split_keeps_the_test_metrics(image_folder, tmp_path, capsys,
         {"data.name": f"folder:{image_folder}", "train.steps": "2", "train.eval_metrics": "", "train.batch_size": "8"},
     )
     run = tmp_path / "run"
-    train(cfg, run, progress=False)
+    train_and_evaluate(cfg, run, progress=False)
     stored = (run / "metrics.json").read_bytes()
     assert main(["eval", str(run), "--split", "train", "--quiet", "--device", "cpu"]) == 0
     assert str(run / "metrics_train.json") in capsys.readouterr().err

@@ -22,13 +22,12 @@ from pqstudy.metrics.perceptual import load_lpips
 from pqstudy.metrics.reference import ReferenceMetrics
 from pqstudy.metrics.weights import (
     WEIGHTS,
-    NetworkDisabledError,
     find_weights,
     format_weights_report,
     network_report,
-    no_network,
     weights_report,
 )
+from pqstudy.offline import NetworkDisabledError, no_network
 
 ENV_OVERRIDES = ("PQSTUDY_LPIPS_ALEX", "PQSTUDY_LPIPS_VGG", "PQSTUDY_INCEPTION_WEIGHTS", "PQSTUDY_CLIP_WEIGHTS")
 

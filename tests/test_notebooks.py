@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from test_report import synthetic_results  # tests/ is on sys.path under pytest
 
-from pqstudy.plots import FIGURE_NAMES
+from pqstudy.figures import FIGURE_NAMES
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.kernel import kernel_name
 from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC, REPO_ROOT

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def make_pq(sub_kind: str, m: int, d: int, k: int, ties: bool, l2_norm: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     if sub_kind == "vq":
-        subs = [VectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [VectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     elif sub_kind == "vq-ema":
-        subs = [EMAVectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [EMAVectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     elif sub_kind == "vq-fc":
-        subs = [FactorizedVectorQuantizer(k, d, init="normal", l2_norm=l2_norm) for _ in range(m)]
+        subs = [FactorizedVectorQuantizer(codebook_size=k, dim=d, init="normal", l2_norm=l2_norm) for _ in range(m)]
     else:  # lc: one shared trainable bank, a projector per subspace (as build_quantizer makes pq of lc)
         bank = FeatureBank(torch.randn(k, 3), trainable=True)
-        subs = [LCQuantizer(bank, d, l2_norm=l2_norm) for _ in range(m)]
+        subs = [LCQuantizer(codebook=bank, dim=d, l2_norm=l2_norm) for _ in range(m)]
     if ties:  # every odd row a copy of the even row before it
         with torch.no_grad():
             for sub in subs:
@@ -103,7 +103,7 @@ def test_forward_uses_the_batched_search_and_mixed_kinds_fall_back(monkeypatch):
     monkeypatch.setattr(ProductQuantizer, "_quantize_loop", lambda self, x: calls.append(x) or None)
     pq(torch.randn(2, 8, 3, 3))
     assert not calls
-    mixed = ProductQuantizer([VectorQuantizer(32, 2), EMAVectorQuantizer(32, 2)])
+    mixed = ProductQuantizer([VectorQuantizer(codebook_size=32, dim=2), EMAVectorQuantizer(codebook_size=32, dim=2)])
     assert not mixed.batched_search
     monkeypatch.undo()
     out = mixed(torch.randn(2, 4, 3, 3))
@@ -132,3 +132,38 @@ def test_nearest_code_batched_bad_shapes_name_them():
     with pytest.raises(ValueError, match="M, N, d"):
         nearest_code_batched(torch.randn(5, 3), torch.randn(4, 3))
     assert nearest_code_batched(torch.randn(2, 0, 3), torch.randn(2, 4, 3)).shape == (2, 0)
+
+
+def _digest(idx):
+    import hashlib
+
+    return hashlib.sha1(idx.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("m", "n", "k", "d", "seed", "digest"),
+    [
+        (64, 512, 512, 2, 5, "814c585ddffd07bc"),  # M = 64 as in the paper: batched running argmin, tiles as tasks
+        (4, 1000, 3000, 3, 6, "99e9cecaaffeae44"),  # K > 1024: one cache-blocked nearest_code per subspace
+    ],
+)
+def test_batched_indices_are_those_of_the_previous_kernel_on_any_thread_count(m, n, k, d, seed, digest, threads):
+    """Digests of nearest_code_batched's indices at commit 0b3526c on x = randn(m, n, d), codebooks = randn(m, k, d)
+    from a generator seeded with ``seed`` (see tests/test_nearest_code.py's REFERENCE_DIGESTS)."""
+    g = torch.Generator().manual_seed(seed)
+    x, books = torch.randn(m, n, d, generator=g), torch.randn(m, k, d, generator=g)
+    torch.set_num_threads(threads)  # the one_thread fixture restores the count
+    assert _digest(nearest_code_batched(x, books)) == digest
+
+
+@pytest.mark.parametrize("sub_kind", ["vq", "vq-ema"])
+def test_threads_change_no_pq_output(sub_kind):
+    """The whole pq forward (indices, z_q, loss terms) on 3 threads equals the 1-thread one, at M = 64."""
+    pq = make_pq(sub_kind, 64, 2, 512, ties=True).eval()
+    z = torch.randn(4, 128, 8, 8, generator=torch.Generator().manual_seed(3))
+    one = pq(z)
+    torch.set_num_threads(3)
+    three = pq(z)
+    assert torch.equal(one.indices, three.indices) and torch.equal(one.z_q, three.z_q)
+    assert all(torch.equal(one.loss[name], three.loss[name]) for name in one.loss)

@@ -9,15 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pqstudy.codebook_init import (
+from pqstudy.codebooks import (
     CodebookWarning,
     build_codebook,
     codebook_from_features,
     kmeans,
     within_cluster_error,
 )
-from pqstudy.config import ConfigError, DataConfig, QuantizerConfig, RunConfig, get_profile, validate
-from pqstudy.features import FeatureWeightsNotFound, PixelPatches, feature_source
+from pqstudy.codebooks.build import lc_lookup_dim
+from pqstudy.codebooks.sources import FeatureWeightsNotFound, PixelPatches, feature_source
+from pqstudy.config import ConfigError, DataConfig, QuantizerConfig, RunConfig, get_profile
+from pqstudy.preflight import validate_run
 from pqstudy.quantizers import (
     QUANTIZERS,
     EMAVectorQuantizer,
@@ -26,25 +28,25 @@ from pqstudy.quantizers import (
     ProductQuantizer,
     build_quantizer,
     usage_counts,
+    uses_lc,
 )
 
 PHOTOS = DataConfig(name="photos", image_size=32, train_limit=64)  # 64 images × 64 pixel patches
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(autouse=True)
-def codebook_cache(tmp_path, monkeypatch):
-    """Every test builds its lc codebooks into its own cache directory."""
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "codebooks"
+pytestmark = pytest.mark.usefixtures("one_thread", "codebook_cache")  # tests/conftest.py
 
 
 def lc_config(**kw) -> QuantizerConfig:
     base = dict(kind="lc", codebook_size=32, dim=8, lc_source="random", lc_init="select", lc_samples=256)
     base.update(kw)
     return QuantizerConfig(**base)
+
+
+def built(q_cfg: QuantizerConfig, data_cfg: DataConfig = PHOTOS, seed: int = 0):
+    """``build_quantizer`` with an lc codebook built by :mod:`pqstudy.codebooks`, as training does."""
+    codebook = build_codebook(q_cfg, data_cfg, seed, lookup_dim=lc_lookup_dim(q_cfg)) if uses_lc(q_cfg) else None
+    return build_quantizer(q_cfg, codebook=codebook)
 
 
 def train_steps(module, steps=3, shape=(4, 8, 4, 4), lr=1e-2, seed=0):
@@ -70,7 +72,7 @@ def train_steps(module, steps=3, shape=(4, 8, 4, 4), lr=1e-2, seed=0):
                                                ("pq", "vq-fc", 2), ("pq", "vq-ema", 4), ("pq", "lc", 4)])
 def test_every_kind_has_the_interface(kind, sub_kind, m):
     q_cfg = lc_config(kind=kind, sub_kind=sub_kind, subspaces=m, codebook_size=16)
-    q = build_quantizer(q_cfg, PHOTOS, 0)
+    q = built(q_cfg)
     z = torch.randn(3, 8, 4, 5)
     out = q(z)
     assert out.z_q.shape == z.shape
@@ -144,7 +146,7 @@ def test_ema_codebook_moves_towards_the_data_without_gradient():
 
 
 def test_lc_codebook_stays_bit_identical_while_the_projector_learns():
-    q = build_quantizer(lc_config(lc_source="pixels", lc_init="kmeans"), PHOTOS, 0)
+    q = built(lc_config(lc_source="pixels", lc_init="kmeans"))
     assert isinstance(q, LCQuantizer) and q.bank.features.shape == (32, 48)
     features = q.bank.features.clone()
     projector = {k: v.clone() for k, v in q.projector.state_dict().items()}
@@ -157,20 +159,20 @@ def test_lc_codebook_stays_bit_identical_while_the_projector_learns():
 
 def test_lc_variants():
     # static codebook without projector: no trainable parameter at all
-    static = build_quantizer(lc_config(projector="none"))
+    static = built(lc_config(projector="none"))
     assert isinstance(static.projector, torch.nn.Identity)
     assert [p for p in static.parameters() if p.requires_grad] == []
     # static + projector: only the projector; trainable + projector: the features too, and they change
-    assert {n for n, _ in build_quantizer(lc_config()).named_parameters()} == {"projector.weight", "projector.bias"}
-    mlp = build_quantizer(lc_config(projector="mlp"))
+    assert {n for n, _ in built(lc_config()).named_parameters()} == {"projector.weight", "projector.bias"}
+    mlp = built(lc_config(projector="mlp"))
     assert len(list(mlp.parameters())) == 4
-    trainable = build_quantizer(lc_config(lc_trainable=True))
+    trainable = built(lc_config(lc_trainable=True))
     assert "bank.features" in dict(trainable.named_parameters())
     before = trainable.bank.features.detach().clone()
     train_steps(trainable)
     assert not torch.equal(trainable.bank.features.detach(), before)
     # D′ ≠ D: latents are projected D → D′ and back
-    low = build_quantizer(lc_config(low_dim=4, lc_feature_dim=12))
+    low = built(lc_config(low_dim=4, lc_feature_dim=12))
     assert low.codebook().shape == (32, 4) and low(torch.randn(2, 8, 3, 3)).z_q.shape == (2, 8, 3, 3)
 
 
@@ -178,15 +180,15 @@ def test_lc_validation_names_field_and_value():
     cfg = get_profile("smoke")
     cfg.quantizer = QuantizerConfig(kind="lc", dim=8, projector="none", lc_source="pixels", lc_patch=4)
     with pytest.raises(ConfigError, match=r"quantizer.projector='none'.*C=48"):
-        validate(cfg)
+        validate_run(cfg)
     cfg.quantizer = QuantizerConfig(kind="lc", dim=8, projector="none", lc_source="random")
-    validate(cfg)  # C defaults to D′ = 8
+    validate_run(cfg)  # C defaults to D′ = 8
     for field, value in [("lc_init", "farthest"), ("projector", "conv"), ("lc_source", "pixel"), ("ema_decay", 1.0),
                          ("low_dim", -1)]:
         cfg = RunConfig()
         setattr(cfg.quantizer, field, value)
         with pytest.raises(ConfigError, match=f"quantizer.{field}"):
-            validate(cfg)
+            validate_run(cfg)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def test_built_codebook_is_cached_and_reused(codebook_cache, monkeypatch):
     files = list(codebook_cache.glob("pixels-kmeans-N32-C48-*.pt"))
     assert first.shape == (32, 48) and len(files) == 1
 
-    import pqstudy.codebook_init as ci
+    import pqstudy.codebooks.build as ci
 
     def fail(*args, **kwargs):
         raise AssertionError("the cached codebook should have been reused")
@@ -263,7 +265,7 @@ def test_encoder_source_reads_a_trained_autoencoder(tmp_path):
     with torch.no_grad():
         z = model.eval().latent(images.float().div(127.5).sub(1))
     assert torch.allclose(feats, z.permute(0, 2, 3, 1).reshape(-1, 6), atol=1e-5)
-    q = build_quantizer(lc_config(lc_source=f"encoder:{run}", lc_samples=500), PHOTOS, 0)
+    q = built(lc_config(lc_source=f"encoder:{run}", lc_samples=500))
     assert q.bank.features.shape == (32, 6)
 
 
@@ -301,7 +303,7 @@ def test_pq_of_lc_end_to_end(codebook_cache):
 
     q_cfg = QuantizerConfig(kind="pq", sub_kind="lc", subspaces=4, codebook_size=32, dim=8,
                             lc_source="pixels", lc_init="kmeans", lc_samples=2000)
-    quantizer = build_quantizer(q_cfg, PHOTOS, 0)
+    quantizer = built(q_cfg)
     assert isinstance(quantizer, ProductQuantizer) and quantizer.num_codebooks == 4
     banks = {id(sub.bank) for sub in quantizer.subquantizers}
     assert len(banks) == 1  # one shared feature bank, four projectors C → D/M = 2
@@ -324,9 +326,11 @@ def test_pq_of_lc_end_to_end(codebook_cache):
     assert torch.equal(quantizer.subquantizers[0].bank.features, features)
     assert all(not torch.equal(sub.projector.weight, p) for sub, p in zip(quantizer.subquantizers, projectors,
                                                                           strict=True))
-    # a model rebuilt without data (placeholder bank) loads the state dict and computes the same
+    # a model rebuilt without data, its codebook taken from the state dict, loads it and computes the same
+    from pqstudy.models.checkpoint import quantizer_state, stored_codebook
+
     state = model.state_dict()
-    rebuilt_q = build_quantizer(q_cfg, init_codebook=False)
+    rebuilt_q = build_quantizer(q_cfg, codebook=stored_codebook(quantizer_state(state)))
     rebuilt = QuantizedAutoencoder(cfg.model, rebuilt_q, 32)
     rebuilt.load_state_dict(state)
     model.eval()
@@ -334,16 +338,13 @@ def test_pq_of_lc_end_to_end(codebook_cache):
     with torch.no_grad():
         a, b = model(x), rebuilt(x)
     assert torch.equal(a.quant.indices, b.quant.indices) and torch.allclose(a.x_rec, b.x_rec)
-    # even a placeholder of the wrong feature dimension takes the stored shapes
-    wrong = build_quantizer(q_cfg, codebook=torch.zeros(32, 5))
-    wrong.load_state_dict(quantizer.state_dict())
-    with torch.no_grad():
-        assert torch.equal(wrong(out.z).indices, quantizer(out.z).indices)
 
 
-def test_lc_needs_data_for_a_data_source():
-    with pytest.raises(ValueError, match="training"):
+def test_lc_needs_its_codebook_and_a_data_source_needs_data():
+    with pytest.raises(ValueError, match=r"needs its \(N, C\) feature codebook"):
         build_quantizer(lc_config(lc_source="pixels"))
+    with pytest.raises(ValueError, match="training"):
+        build_codebook(lc_config(lc_source="pixels"), None, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

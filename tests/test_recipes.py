@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pqstudy import recipes
-from pqstudy.codebook_init import build_codebook, codebook_from_features, uniform_codebook
+from pqstudy.codebooks import build_codebook, codebook_for, codebook_from_features, uniform_codebook
 from pqstudy.config import (
     NON_RESULT_FIELDS,
     ConfigError,
@@ -20,18 +20,13 @@ from pqstudy.config import (
     run_id,
     validate,
 )
+from pqstudy.preflight import validate_run
 from pqstudy.quantizers import EMAVectorQuantizer, LCQuantizer, build_quantizer
 from pqstudy.quantizers.lc import make_projector
 
 PHOTOS = DataConfig(name="photos", image_size=32, train_limit=16)
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(autouse=True)
-def codebook_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PQSTUDY_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "codebooks"
+pytestmark = pytest.mark.usefixtures("one_thread", "codebook_cache")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,20 +155,20 @@ def test_uniform_codebook_is_within_one_over_n(n_codes, dim):
 
 def test_uniform_lc_init_reads_no_data(monkeypatch):
     """The paper's random init needs no features: pixel source, no data config, and loading data would fail."""
-    import pqstudy.data
+    import pqstudy.codebooks.build
 
     def no_data(*args, **kwargs):
         raise AssertionError("uniform init must not load the dataset")
 
-    monkeypatch.setattr(pqstudy.data, "load_dataset", no_data)
+    monkeypatch.setattr(pqstudy.codebooks.build, "load_dataset", no_data)
     q = QuantizerConfig(kind="lc", codebook_size=32, dim=8, lc_source="pixels", lc_patch=4, lc_init="uniform")
-    quant = build_quantizer(q, None, seed=3)
+    quant = build_quantizer(q, codebook=build_codebook(q, None, seed=3))
     features = quant.bank.features
     assert features.shape == (32, 48) and features.abs().max() <= 1.0 / 32
     assert torch.equal(features, uniform_codebook(32, 48, seed=3))
     # a different lc_init of the same source gets a different cache entry (the key names the strategy)
-    from pqstudy.codebook_init import cache_path
-    from pqstudy.features import feature_source
+    from pqstudy.codebooks import cache_path
+    from pqstudy.codebooks.sources import feature_source
 
     source = feature_source("pixels", patch=4)
     paths = {init: cache_path(dataclasses.replace(q, lc_init=init), source, PHOTOS, 3)
@@ -194,8 +189,9 @@ def test_normal_projector_init_has_std_one_over_root_d(out_dim):
 def test_projector_init_is_passed_from_the_config():
     q = QuantizerConfig(kind="lc", codebook_size=16, dim=8, lc_source="random", lc_feature_dim=512, lc_init="uniform",
                         projector_init="normal")
+    codebook = build_codebook(q, None, seed=0)
     torch.manual_seed(0)
-    quant = build_quantizer(q)
+    quant = build_quantizer(q, codebook=codebook)
     assert isinstance(quant, LCQuantizer)
     assert quant.projector.weight.std().item() == pytest.approx(8**-0.5, rel=0.1)
 
@@ -215,12 +211,12 @@ def test_static_arm_uses_the_projector_arms_codebook_bit_for_bit(arm):
     base = {"quantizer.codebook_size": "32", "quantizer.lc_samples": "512", "quantizer.lc_kmeans_iters": "2",
             "quantizer.lc_patch": "4", "data.name": "photos", "data.train_limit": "16", "train.seed": "5", **arm}
     static = recipes.static_arm(base, profile="smoke")
-    proj_cfg = validate(apply_overrides(get_profile("smoke"), base))
-    static_cfg = validate(apply_overrides(get_profile("smoke"), static))
+    proj_cfg = validate_run(apply_overrides(get_profile("smoke"), base))
+    static_cfg = validate_run(apply_overrides(get_profile("smoke"), static))
     assert static_cfg.quantizer.projector == "none" and proj_cfg.quantizer.projector == "linear"
     for field in ("lc_source", "lc_init", "codebook_size", "lc_patch", "lc_samples", "lc_kmeans_iters"):
         assert getattr(static_cfg.quantizer, field) == getattr(proj_cfg.quantizer, field)
-    built = [build_quantizer(c.quantizer, c.data, c.train.seed) for c in (proj_cfg, static_cfg)]
+    built = [build_quantizer(c.quantizer, codebook=codebook_for(c)) for c in (proj_cfg, static_cfg)]
     banks = [q.bank.features if isinstance(q, LCQuantizer) else q.subquantizers[0].bank.features for q in built]
     assert torch.equal(banks[0], banks[1])
     c = banks[0].shape[1]

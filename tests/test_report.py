@@ -2,7 +2,7 @@
 
 The synthetic results use the real configs of every grid at the ``default`` profile (``grid_configs``), recorded
 through ``pqstudy.study.store.record_run`` with metrics from a formula ("world") in which every paper claim holds;
-the tests then break one claim at a time, drown it in seed noise, or drop its grid. ``tests/test_plots.py`` and
+the tests then break one claim at a time, drown it in seed noise, or drop its grid. ``tests/test_figures.py`` and
 ``tests/test_notebooks.py`` import ``synthetic_results`` from here.
 """
 
@@ -17,9 +17,11 @@ import pytest
 
 from pqstudy.config import apply_overrides
 from pqstudy.study.grids import GRIDS, grid_configs
-from pqstudy.study.report import grid_table, markdown_table, write_report
+from pqstudy.study.report import write_report
 from pqstudy.study.store import record_run, runs_dataframe
-from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, all_verdicts
+from pqstudy.study.tables import grid_table, markdown_table
+from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
+from pqstudy.study.verdicts.compare import fmt, fmt_diff, fmt_margin
 
 PROFILE = "default"
 REASON = "not requested (train.eval_metrics)"
@@ -79,7 +81,7 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
                       tsne_entries: int = 48) -> Path:
     """Record every grid's ``default`` configs with ``world``'s metrics (plus one failed run), exported codebooks for
     the LC-grid runs at the largest size, two reconstruction PNGs and ``study.json``."""
-    from pqstudy.study.codebooks import codebook_path, save_codebook
+    from pqstudy.study.codebook_export import codebook_path, save_codebook
 
     results_dir = Path(results_dir)
     rng = np.random.default_rng(0)
@@ -200,10 +202,7 @@ BLUR = {  # the effect is within the noise (or between the thresholds)
     "lc-dprime-insensitive": lambda df: noisy(BREAK["lc-dprime-insensitive"](df)),
 }
 
-CLAIM_GRID = {"pq-beats-vq": "pq-vs-vq-dim", "pq-vq-scale-opposite": "pq-vs-vq-dim",
-              "pq-k-diminishing": "pq-codebook-size", "lc-utilisation": "lc-method-size",
-              "lc-scales-with-k": "lc-method-size", "lc-init-order": "lc-init", "lc-projector": "lc-projector",
-              "lc-dprime-insensitive": "lc-projected-dim", "pq-beats-vq-equal-rate": "rate-matched"}
+
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,9 +232,40 @@ def test_claim_inconclusive_when_noise_hides_it(world_df, key):
 
 @pytest.mark.parametrize("key", list(CLAIMS))
 def test_claim_inconclusive_without_its_grid(world_df, key):
-    verdict = CLAIMS[key](world_df[~_in_grid(world_df, CLAIM_GRID[key])])
+    verdict = CLAIMS[key](world_df[~_in_grid(world_df, CLAIMS[key].grid)])
     assert verdict.status == "inconclusive" and verdict.evidence.startswith("no data"), verdict.evidence
     assert (verdict.claim, verdict.paper) == CLAIM_TEXT[key]
+
+
+def test_registry_gives_every_claim_a_grid_text_and_scope():
+    assert list(CLAIMS)[0] == "pq-beats-vq" and [c.paper for c in CLAIMS.values()].index("VQGAN-LC") == 4
+    for key, c in CLAIMS.items():
+        assert c.key == key and c.grid in GRIDS and c.text and c.scope
+        assert CLAIM_TEXT[key] == (c.text, c.paper) and SCOPE[key] == c.scope
+        assert key in BREAK and key in BLUR  # every claim is tested broken and blurred
+
+
+def test_registering_a_key_twice_fails():
+    with pytest.raises(ValueError, match="pq-beats-vq.*registered twice"):
+        claim("pq-beats-vq", paper="x", grid="pq-vs-vq-dim", text="x", scope="x")(lambda runs, c: None)
+    assert CLAIMS["pq-beats-vq"].text.startswith("PQ reconstructs better")
+
+
+@pytest.mark.parametrize(("value", "metric", "plain", "diff"), [
+    (0.987, "utilisation", "98.7%", "+98.7 pts"),
+    (-0.05, "utilisation", "-5.0%", "-5.0 pts"),
+    (24.123, "psnr", "24.12 dB", "+24.12 dB"),
+    (0.12345, "lpips", "0.1235", "+0.1235"),
+    (3.0, "rfid", "3.00", "+3.00"),
+    (None, "psnr", "n/a", "n/a"),
+    (float("nan"), "psnr", "n/a", "+nan dB"),
+])
+def test_evidence_formats_values_and_differences(value, metric, plain, diff):
+    assert fmt(value, metric) == plain and fmt_diff(value, metric) == diff
+
+
+def test_a_margin_without_seeds_says_so():
+    assert fmt_margin(None, "psnr") == "none: fewer than 2 seeds" and fmt_margin(0.25, "psnr") == "0.25 dB"
 
 
 def test_empty_table_gives_inconclusive_everywhere(tmp_path):
@@ -320,20 +350,24 @@ def test_grid_table_shows_varied_fields_and_missing_reasons(world_df):
 def test_report_has_every_grid_table_and_verdict(tmp_path):
     results = synthetic_results(tmp_path / "results", codebooks=False, recon=False)
     (results / "figures").mkdir()
-    (results / "figures" / "psnr_vs_dim.png").write_bytes(b"png")
-    path = write_report(results)
+    for name in ("zeta", "psnr_vs_dim", "alpha"):
+        (results / "figures" / f"{name}.png").write_bytes(b"png")
+    figures = {"quality_vs_bits": "quality vs rate", "psnr_vs_dim": "PSNR vs D"}  # the caller's known figures
+    path = write_report(results, figures=figures)
     text = path.read_text()
     assert path == results / "REPORT.md"
     assert "profile: **default**" in text and "**1 failed**" in text and "25.0 min" in text
     assert "ran 40, skipped 0, failed 1, 2 notebooks at once" in text and "machine: cpus 2, torch 2.13.0" in text
     for grid in GRIDS:
         assert f"### {grid}" in text
-    for claim, paper in CLAIM_TEXT.values():
-        assert f"**{paper}: {claim}** — reproduced (seeds per point: 3)." in text
+    for statement, paper in CLAIM_TEXT.values():
+        assert f"**{paper}: {statement}** — reproduced (seeds per point: 3)." in text
     assert "The noise rule, for every comparison" in text and "## Divergences from the papers" in text
     assert "## Utilisation" in text and "No run counted fewer than 10 positions per entry" in text
     assert "RuntimeError: synthetic failure" in text
-    assert "(figures/psnr_vs_dim.png)" in text
+    links = [line for line in text.splitlines() if line.startswith("- [") and "(figures/" in line]
+    assert links == ["- [PSNR vs D](figures/psnr_vs_dim.png)", "- [alpha](figures/alpha.png)",
+                     "- [zeta](figures/zeta.png)"]  # known ones first, described; no link to a PNG not written
     assert f"LPIPS missing: {REASON}" in text
     assert text.count("| run | method |") == len(GRIDS)
-    assert write_report(results).read_text() == text  # deterministic
+    assert write_report(results, figures=figures).read_text() == text  # deterministic

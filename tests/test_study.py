@@ -13,11 +13,13 @@ import pytest
 
 from pqstudy.cli import main
 from pqstudy.config import run_id
+from pqstudy.figures import FIGURE_DESCRIPTIONS
 from pqstudy.study.grids import GRIDS, SCALES, grid_configs, rate_subspaces
 from pqstudy.study.kernel import REPO_ROOT
 from pqstudy.study.regenerate import default_results_dir
 from pqstudy.study.report import EmptyReportError, write_report
 from pqstudy.study.runner import run_grids
+from pqstudy.study.verdicts import CLAIM_TEXT, STATUSES
 
 
 @pytest.mark.parametrize("profile", sorted(SCALES))
@@ -142,7 +144,8 @@ def test_smoke_study_regenerates_everything(smoke_study, tmp_path):
     report = (results / "REPORT.md").read_text()
     for name in GRIDS:
         assert f"### {name}" in report
-    assert report.count("reproduced") + report.count("inconclusive") >= 9
+    for statement, paper in CLAIM_TEXT.values():  # every claim with one of the three statuses
+        assert any(f"**{paper}: {statement}** — {status} (" in report for status in STATUSES), statement
     figures = {p.stem for p in (results / "figures").glob("*.png")}
     assert {"utilisation_vs_codebook_size", "psnr_vs_dim", "quality_vs_bits"} <= figures
     # the grids run again, on a copy, find every run finished and skip them all (figures and report regenerated
@@ -213,6 +216,6 @@ def test_report_refuses_to_replace_a_report_of_runs_with_an_empty_one(clone, cap
     assert f"no run files of profile smoke in {(clone / 'runs').resolve()}" in error and "refusing" in error
     assert {name: (clone / name).read_bytes() for name in before} == before  # neither file touched
     with pytest.raises(EmptyReportError, match="made from"):
-        write_report(clone)
+        write_report(clone, figures=FIGURE_DESCRIPTIONS)
     (clone / "REPORT.md").unlink()  # no report to lose: an empty one is fine
-    assert "0 recorded" in write_report(clone).read_text()
+    assert "0 recorded" in write_report(clone, figures=FIGURE_DESCRIPTIONS).read_text()

@@ -1,11 +1,13 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from pqstudy.config import apply_overrides, get_profile
 from pqstudy.runio import load_checkpoint
-from pqstudy.train import TrainingDiverged, batch_indices, lr_factor, train
+from pqstudy.train import Trained, TrainingDiverged, batch_indices, lr_factor, train
+from pqstudy.train_eval import evaluate_run, train_and_evaluate
 
 
 def smoke(**overrides):
@@ -14,8 +16,23 @@ def smoke(**overrides):
     return apply_overrides(get_profile("smoke"), base)
 
 
+def test_train_only_trains_and_the_evaluation_step_writes_the_results(tmp_path):
+    cfg = smoke(**{"train.steps": 6, "train.history_every": 3, "train.eval_limit": 16})
+    trained = train(cfg, tmp_path, progress=False)
+    assert isinstance(trained, Trained) and not trained.interrupted
+    assert trained.summary["run_id"] == cfg.run_id and trained.summary["steps"] == 6
+    assert len(trained.usage_history) == 2 and trained.usage_history[0].shape == (1, 64)
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")} == {
+        "config.json", "checkpoint.pt", "history.json"}  # no metrics.json, no usage.npz: nothing evaluated
+    metrics = evaluate_run(cfg, tmp_path, trained, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["steps"] == 6 and metrics["images"] == 16 and "utilisation" in metrics
+    with np.load(tmp_path / "usage.npz") as usage:
+        assert usage["train_counts"].shape == (2, 1, 64) and int(usage["eval_counts"].sum()) == 16 * 64
+
+
 def test_smoke_training_reduces_reconstruction_loss(tmp_path):
-    metrics = train(smoke(), tmp_path, progress=False)
+    metrics = train_and_evaluate(smoke(), tmp_path, progress=False)
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3  # 60 steps, a record every 20
     assert history[-1]["rec"] < 0.9 * history[0]["rec"]
@@ -31,10 +48,10 @@ def test_smoke_training_reduces_reconstruction_loss(tmp_path):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     cfg = smoke(**{"train.steps": 24, "train.history_every": 8, "train.ckpt_every": 8})
-    full = train(cfg, tmp_path / "full", progress=False)
-    partial = train(cfg, tmp_path / "resumed", progress=False, stop_at=11)
+    full = train_and_evaluate(cfg, tmp_path / "full", progress=False)
+    partial = train_and_evaluate(cfg, tmp_path / "resumed", progress=False, stop_at=11)
     assert partial["interrupted"] and load_checkpoint(tmp_path / "resumed")["step"] == 11
-    resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    resumed = train_and_evaluate(cfg, tmp_path / "resumed", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "resumed")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for key in ("psnr", "ssim", "utilisation", "perplexity", "utilisation_test", "perplexity_test"):
@@ -45,9 +62,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-    train(smoke(**{"train.steps": 4}), tmp_path, progress=False, stop_at=2)
+    train_and_evaluate(smoke(**{"train.steps": 4}), tmp_path, progress=False, stop_at=2)
     with pytest.raises(ValueError, match="resume"):
-        train(smoke(**{"train.steps": 4, "train.seed": 9}), tmp_path, resume=True, progress=False)
+        train_and_evaluate(smoke(**{"train.steps": 4, "train.seed": 9}), tmp_path, resume=True, progress=False)
 
 
 def test_non_finite_loss_stops_with_error_file(tmp_path, monkeypatch):
@@ -61,7 +78,7 @@ def test_non_finite_loss_stops_with_error_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(losses.AutoencoderLoss, "generator_loss", poisoned)
     with pytest.raises(TrainingDiverged, match="step 3"):
-        train(smoke(**{"train.steps": 10}), tmp_path, progress=False)
+        train_and_evaluate(smoke(**{"train.steps": 10}), tmp_path, progress=False)
     error = json.loads((tmp_path / "error.json").read_text())
     assert error["step"] == 3 and error["error"] == "non-finite loss"
     assert not (tmp_path / "metrics.json").exists()
@@ -88,7 +105,7 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
 
 @pytest.mark.parametrize("kind", ["ae", "kl"])
 def test_continuous_baselines_train(tmp_path, kind):
-    metrics = train(smoke(**{"model.kind": kind, "train.steps": 10}), tmp_path, progress=False)
+    metrics = train_and_evaluate(smoke(**{"model.kind": kind, "train.steps": 10}), tmp_path, progress=False)
     assert metrics["utilisation"] is None and "continuous" in metrics["utilisation_missing_reason"]
     assert metrics["utilisation_test"] is None and metrics["positions_counted"] is None
     assert metrics["psnr"] > 0
@@ -97,7 +114,7 @@ def test_continuous_baselines_train(tmp_path, kind):
 def test_gan_and_l2_path_trains(tmp_path):
     cfg = smoke(**{"loss.disc_weight": 0.8, "loss.disc_start": 3, "loss.disc_layers": 2, "loss.disc_ndf": 8,
                    "loss.rec": "l2", "train.steps": 6, "train.history_every": 3})
-    train(cfg, tmp_path, progress=False)
+    train_and_evaluate(cfg, tmp_path, progress=False)
     history = json.loads((tmp_path / "history.json").read_text())
     assert history[-1]["gan_weight"] > 0  # adaptive weight active after disc_start
 
@@ -112,7 +129,7 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
     import time
 
     overrides = {"train.steps": 12, "train.batch_size": 8, "train.history_every": 4, "train.ckpt_every": 1}
-    full = train(smoke(**overrides), tmp_path / "full", progress=False)
+    full = train_and_evaluate(smoke(**overrides), tmp_path / "full", progress=False)
     args = [sys.executable, "-m", "pqstudy.cli", "train", "--quiet", "--out", str(tmp_path / "killed"),
             *(a for k, v in {"train.eval_limit": 64, "train.eval_metrics": "", **overrides}.items()
               for a in ("--set", f"{k}={v}"))]
@@ -127,7 +144,7 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
     proc.wait()
     stopped = load_checkpoint(tmp_path / "killed")["step"]
     assert 3 <= stopped < 12
-    resumed = train(smoke(**overrides), tmp_path / "killed", resume=True, progress=False)
+    resumed = train_and_evaluate(smoke(**overrides), tmp_path / "killed", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "killed")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["psnr"] == full["psnr"] and resumed["utilisation"] == full["utilisation"]

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from pqstudy import data
 from pqstudy.cli import main
 from pqstudy.config import DataConfig, apply_overrides, get_profile
-from pqstudy.data import CorruptDataError, DataWarning, load_dataset, read_cifar_batch
+from pqstudy.data import CorruptDataError, DataWarning, cifar10, load_dataset, read_cifar_batch
 from pqstudy.runio import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint, write_json
 
 PER_BATCH = 4
@@ -112,14 +111,14 @@ def test_checkpoint_payload_is_refused_everywhere(tmp_path, capsys, kind, which)
         load_checkpoint(run)
     assert main(["eval", str(run), "--quiet", "--device", "cpu"]) == 1  # pqstudy eval
     assert re.search(r"pqstudy eval: .*checkpoint\.pt: refused to load", capsys.readouterr().err)
-    from pqstudy.features import EncoderFeatures
+    from pqstudy.codebooks.sources import EncoderFeatures
 
     with pytest.raises(CheckpointError, match="refused"):  # quantizer.lc_source=encoder:DIR
         _ = EncoderFeatures(run).model
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     with pytest.raises(CheckpointError, match="refused"):  # resume
-        train(tiny_cfg(), run, resume=True, progress=False)
+        train_and_evaluate(tiny_cfg(), run, resume=True, progress=False)
     assert_no_payload_ran(tmp_path)
 
 
@@ -134,9 +133,9 @@ def test_garbage_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_training_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
-    train(tiny_cfg(), tmp_path / "run", progress=False)
+    train_and_evaluate(tiny_cfg(), tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)  # torch's own allowlist, nothing added
     assert state["step"] == 2 and len(state["usage_history"]) == 2
     assert all(isinstance(u, torch.Tensor) and u.dtype == torch.int32 for u in state["usage_history"])
@@ -215,19 +214,19 @@ def test_cifar_provenance_official_md5_known_copy_or_a_warning(tmp_path, monkeyp
     with pytest.warns(DataWarning, match=r"test_batch match\(es\) neither the official .* structure only"):
         load_dataset(cfg, "test")
     digest = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in NAMES}
-    monkeypatch.setattr(data, "CIFAR_BATCH_MD5", digest)  # as if these were the official files
-    monkeypatch.setattr(data, "_VERIFIED", {})
+    monkeypatch.setattr(cifar10, "CIFAR_BATCH_MD5", digest)  # as if these were the official files
+    monkeypatch.setattr(cifar10, "_VERIFIED", {})
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         assert len(load_dataset(cfg, "test")) == PER_BATCH
-    assert data.cifar_batch_provenance(folder / "test_batch") == "official"
-    monkeypatch.setattr(data, "CIFAR_BATCH_MD5", {})
-    monkeypatch.setattr(data, "_VERIFIED", {})
+    assert cifar10.cifar_batch_provenance(folder / "test_batch") == "official"
+    monkeypatch.setattr(cifar10, "CIFAR_BATCH_MD5", {})
+    monkeypatch.setattr(cifar10, "_VERIFIED", {})
     sha = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in NAMES}
-    monkeypatch.setattr(data, "CIFAR_KNOWN_COPIES_SHA256", {"a test copy": sha})
-    assert data.cifar_batch_provenance(folder / "test_batch") == "a test copy"
+    monkeypatch.setattr(cifar10, "CIFAR_KNOWN_COPIES_SHA256", {"a test copy": sha})
+    assert cifar10.cifar_batch_provenance(folder / "test_batch") == "a test copy"
     (folder / "test_batch").write_bytes((folder / "test_batch").read_bytes() + b"\0")  # changed: unknown again
-    assert data.cifar_batch_provenance(folder / "test_batch") is None
+    assert cifar10.cifar_batch_provenance(folder / "test_batch") is None
 
 
 SHARED = Path("/work/shared/data")
@@ -239,5 +238,5 @@ def test_the_offline_reordered_copy_loads_as_a_known_copy():
         warnings.simplefilter("error", DataWarning)
         test = load_dataset(DataConfig(name="cifar10", root=str(SHARED), download=False), "test")
     assert test.images.shape == (10_000, 3, 32, 32)
-    provenance = data.cifar_batch_provenance(SHARED / "cifar-10-batches-py" / "test_batch")
+    provenance = cifar10.cifar_batch_provenance(SHARED / "cifar-10-batches-py" / "test_batch")
     assert provenance == "shared/data (fixed random order)"

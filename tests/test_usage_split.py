@@ -7,12 +7,13 @@ import torch
 from pqstudy.config import apply_overrides, get_profile
 from pqstudy.cpu import channels_last, memory_format
 from pqstudy.data import load_dataset, to_model_space
-from pqstudy.evaluate import count_usage, evaluate, load_model
+from pqstudy.evaluate import count_usage, evaluate
 from pqstudy.metrics.codebook import positions_counted, train_usage_metrics
 from pqstudy.models import build_model
+from pqstudy.models.checkpoint import load_model
 from pqstudy.runio import read_json, write_json
 from pqstudy.study.store import METRIC_COLUMNS
-from pqstudy.train import train
+from pqstudy.train_eval import train_and_evaluate
 
 
 def smoke(**overrides):
@@ -25,7 +26,7 @@ def smoke(**overrides):
 def pq_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pq")
     cfg = smoke(**{"quantizer.kind": "pq", "quantizer.subspaces": 2, "quantizer.codebook_size": 16})
-    return out, train(cfg, out, progress=False), cfg
+    return out, train_and_evaluate(cfg, out, progress=False), cfg
 
 
 @pytest.mark.parametrize(("m", "k"), [(1, 7), (3, 5)])
@@ -132,8 +133,8 @@ def test_cli_eval_usage_flag_reruns_the_train_pass(pq_run, tmp_path, capsys):
 
 
 def test_exported_codebook_carries_the_train_pass_to_the_figures(pq_run, tmp_path):
-    from pqstudy.plots import usage_counts
-    from pqstudy.study.codebooks import export_codebook, load_codebook
+    from pqstudy.figures import usage_counts
+    from pqstudy.study.codebook_export import export_codebook, load_codebook
 
     out, metrics, cfg = pq_run
     export_codebook(out, tmp_path)

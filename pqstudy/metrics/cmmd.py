@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pqstudy.metrics.weights import CLIP_ARCH, CLIP_HF_FILES, CLIP_HF_REPO, find_weights, missing_reason, no_network
+from pqstudy.metrics.weights import CLIP_ARCH, CLIP_HF_FILES, CLIP_HF_REPO, find_weights, missing_reason
+from pqstudy.offline import no_network
 
 __all__ = ["ClipEmbedder", "CmmdAccumulator", "load_clip", "mmd"]
 

@@ -14,62 +14,29 @@ never downloaded.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pqstudy.metrics.weights import file_sha256, find_weights, missing_reason, no_network
+from pqstudy.metrics.inception import inception_skeleton
+from pqstudy.metrics.weights import file_sha256, find_weights, missing_reason
 
 __all__ = [
     "FidKidAccumulator",
     "frechet_distance",
-    "inception_skeleton",
     "choose_precision",
     "kernel_inception_distance",
     "load_inception",
     "to_uint8",
 ]
 
-FEATURE_LAYER = "2048"
-EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registry name for this extractor
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
-_RANDOM_MARKER = "__pqstudy_random_init__"
 
 
 def to_uint8(x: Tensor) -> Tensor:
     """Float images in [-1, 1] → ``torch.uint8`` in [0, 255], rounded to nearest (values outside are clamped)."""
     return ((x.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-
-
-def inception_skeleton() -> nn.Module:
-    """torch-fidelity's ``FeatureExtractorInceptionV3`` (2048-d pool features) with seeded He-initialised weights.
-
-    torch-fidelity loads its weights inside ``__init__`` with ``torch.load(weights_only=False)``, which would run
-    code from a pickle; here that load is handed a marker (an in-memory file) that makes it a no-op, and the real
-    weights are loaded afterwards by :func:`load_inception` with ``weights_only=True``. Same architecture, resize
-    and normalisation. With random weights it is the test-only switch; its values are not FID/KID.
-    """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class _Skeleton(FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):
-            if _RANDOM_MARKER in state_dict:
-                return None
-            return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    buffer = io.BytesIO()
-    torch.save({_RANDOM_MARKER: True}, buffer)
-    buffer.seek(0)
-    with no_network(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        extractor = _Skeleton(EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=buffer)
-        for module in extractor.modules():  # He init, so activations neither vanish nor saturate
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return extractor
 
 
 def load_inception(

@@ -16,7 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-from pqstudy.metrics.weights import find_weights, missing_reason, no_network
+from pqstudy.metrics.weights import find_weights, missing_reason
+from pqstudy.offline import no_network
 
 __all__ = ["LPIPS_NETS", "load_lpips", "lpips_distance"]
 

@@ -21,19 +21,19 @@ An environment override (``PQSTUDY_*``), or an explicit path given to :func:`fin
 names no file the weights are reported missing rather than silently taken from elsewhere.
 
 Nothing here (or in the loaders that use it) downloads: fetch the files once on a machine with a network and copy
-them to the places above. :func:`no_network` makes any network attempt fail at once (and sets ``HF_HUB_OFFLINE=1``)
+them to the places above. :func:`pqstudy.offline.no_network` makes any network attempt fail at once (and sets
+``HF_HUB_OFFLINE=1``)
 while a reference network is built, so a library that would try to fetch something cannot hang an offline run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pqstudy.offline import hf_hub_cache
 
 __all__ = [
     "WEIGHTS",
@@ -42,7 +42,6 @@ __all__ = [
     "find_weights",
     "format_weights_report",
     "network_report",
-    "no_network",
     "weights_report",
 ]
 
@@ -132,16 +131,6 @@ def torch_hub_checkpoints() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def hf_hub_cache() -> Path:
-    """The Hugging Face hub cache, resolved like ``huggingface_hub`` does (without importing it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "huggingface" / "hub"
 
 
 def openai_clip_cache() -> Path:
@@ -366,45 +355,3 @@ def missing_reason(metric: str, statuses: list[WeightStatus]) -> str | None:
     if not missing:
         return None
     return f"{metric}: " + "; ".join(st.missing_reason or "" for st in missing)
-
-
-# --- no network while building reference networks --------------------------------------------------------------------
-
-
-class NetworkDisabledError(OSError):
-    """Raised at once for any network attempt inside :func:`no_network`."""
-
-
-@contextlib.contextmanager
-def no_network(reason: str = "pqstudy loads reference-network weights from local files only") -> Iterator[None]:
-    """Make every socket connection and name lookup fail at once, and set ``HF_HUB_OFFLINE=1``, for the block.
-
-    Process-wide while active (it patches :mod:`socket`), so keep the block short: it wraps model construction only.
-    """
-
-    def refuse(*_args, **_kwargs):
-        raise NetworkDisabledError(f"network disabled: {reason}")
-
-    saved = {
-        "connect": socket.socket.connect,
-        "connect_ex": socket.socket.connect_ex,
-        "getaddrinfo": socket.getaddrinfo,
-        "create_connection": socket.create_connection,
-    }
-    saved_env = os.environ.get("HF_HUB_OFFLINE")
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    socket.getaddrinfo = refuse
-    socket.create_connection = refuse
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        socket.socket.connect = saved["connect"]  # type: ignore[method-assign]
-        socket.socket.connect_ex = saved["connect_ex"]  # type: ignore[method-assign]
-        socket.getaddrinfo = saved["getaddrinfo"]
-        socket.create_connection = saved["create_connection"]
-        if saved_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = saved_env

@@ -55,7 +55,7 @@ def _torchscript_convs(torchscript: dict[str, torch.Tensor]) -> list[dict[str, t
 
 def inception_state_from_torchscript(torchscript: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """torch-fidelity ``FeatureExtractorInceptionV3`` state dict from the TorchScript network's ``state_dict()``."""
-    from pqstudy.metrics.distribution import inception_skeleton
+    from pqstudy.metrics.inception import inception_skeleton
 
     target = inception_skeleton().state_dict()
     blocks = list(OrderedDict.fromkeys(k.rsplit(".", 2)[0] for k in target if ".conv." in k))

@@ -1,6 +1,6 @@
 """Autoencoders by kind (``model.kind``) and the PatchGAN discriminator."""
 
-from torch import nn
+from torch import Tensor, nn
 
 from pqstudy.config import LossConfig, RunConfig
 from pqstudy.models.autoencoder import (
@@ -22,15 +22,16 @@ MODELS = {
 }
 
 
-def build_model(cfg: RunConfig, init_codebook: bool = True) -> nn.Module:
+def build_model(cfg: RunConfig, codebook: Tensor | None = None) -> nn.Module:
     """The autoencoder for ``cfg.model.kind``; continuous kinds take their bottleneck width from ``quantizer.dim``.
 
-    ``init_codebook=False`` leaves a data-initialised (lc) codebook unbuilt, for a model whose weights are loaded next.
+    ``codebook``: the quantiser's initial codebook, required for ``lc`` kinds (:func:`pqstudy.codebooks.codebook_for`
+    builds it; :func:`pqstudy.models.checkpoint.load_model` takes it from the checkpoint).
     """
     if cfg.model.kind not in MODELS:
         raise ValueError(f"model.kind={cfg.model.kind!r}: unknown; choose one of {sorted(MODELS)}")
     if cfg.model.kind == "quantized":
-        return QuantizedAutoencoder.from_config(cfg, init_codebook=init_codebook)
+        return QuantizedAutoencoder.from_config(cfg, codebook=codebook)
     return MODELS[cfg.model.kind].from_config(cfg)
 
 

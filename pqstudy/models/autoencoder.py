@@ -283,9 +283,9 @@ class QuantizedAutoencoder(AutoencoderBase):
         self.quantizer = quantizer
 
     @classmethod
-    def from_config(cls, cfg: RunConfig, init_codebook: bool = True) -> QuantizedAutoencoder:
-        """``init_codebook=False`` skips building a data-initialised (lc) codebook: for a state dict loaded next."""
-        quantizer = build_quantizer(cfg.quantizer, cfg.data, cfg.train.seed, init_codebook=init_codebook)
+    def from_config(cls, cfg: RunConfig, codebook: Tensor | None = None) -> QuantizedAutoencoder:
+        """``codebook``: the quantiser's initial codebook (required for ``lc``; see ``build_quantizer``)."""
+        quantizer = build_quantizer(cfg.quantizer, codebook=codebook)
         return cls(cfg.model, quantizer, cfg.data.image_size)
 
     def latent(self, x: Tensor) -> Tensor:

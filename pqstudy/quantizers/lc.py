@@ -1,6 +1,6 @@
 """``lc``: VQGAN-LC's large frozen codebook with a learned projector.
 
-A frozen N × C feature bank (built by :func:`pqstudy.codebook_init.build_codebook`: k-means / random selection /
+A frozen N × C feature bank (given as a tensor; built by :mod:`pqstudy.codebooks`: k-means / random selection /
 feature-statistics normal draw of pixel, encoder or CLIP features, or VQGAN-LC's uniform random init) is mapped into
 the D′-dim latent space by a projector every step; latents take their nearest projected entry (squared L2,
 straight-through gradients). Loss terms as ``vq``: ‖sg(z_q) − z‖² and ‖z_q − sg(z)‖² with β (and the ``legacy``
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pqstudy.config import lookup_dim
 from pqstudy.quantizers.base import Quantizer, VectorOutput, commitment_terms, nearest_code, straight_through
 
 PROJECTORS = ("linear", "mlp", "none")
@@ -51,16 +52,6 @@ class FeatureBank(nn.Module):
     @property
     def shape(self) -> torch.Size:
         return self.features.shape
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "features")
-        if stored is not None and stored.shape != self.features.shape:  # a placeholder bank takes the stored shape
-            data = torch.empty_like(stored, device=self.features.device, dtype=self.features.dtype)
-            if self.trainable:
-                self.features = nn.Parameter(data)
-            else:
-                self.features = data
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def make_projector(kind: str, in_dim: int, out_dim: int, init: str = "torch") -> nn.Module:
@@ -90,52 +81,32 @@ def make_projector(kind: str, in_dim: int, out_dim: int, init: str = "torch") ->
 class LCQuantizer(Quantizer):
     def __init__(
         self,
-        codebook: Tensor | FeatureBank,
-        dim: int,
-        projector: str = "linear",
-        trainable: bool = False,
-        low_dim: int = 0,
-        beta: float = 0.25,
-        legacy: bool = True,
-        l2_norm: bool = False,
-        chunk_size: int = 16384,
-        projector_init: str = "torch",
+        *,
+        codebook: Tensor | FeatureBank,  # the frozen (N, C) features (pqstudy.codebooks builds them), or a shared bank
+        dim: int = 8,  # D of the latent vectors (per subspace inside pq)
+        projector: str = "linear",  # C → D′: linear (VQGAN-LC's main runs) | mlp | none (needs C == D′)
+        trainable: bool = False,  # train the features too (VQGAN-LC --tuning_codebook 1); else a frozen buffer
+        low_dim: int = 0,  # D′ of the lookup; 0 = D (pqstudy.config.lookup_dim): no latent projection
+        beta: float = 0.25,  # commitment weight β, as vq
+        legacy: bool = True,  # taming's swapped β, as vq
+        l2_norm: bool = False,  # cosine matching of l2-normalised latents and projected codes
+        chunk_size: int = 16384,  # codebook entries per block of the nearest-code search
+        projector_init: str = "torch",  # linear projector: torch (nn.Linear) | normal (VQGAN-LC models_vq.py:116)
     ):
         super().__init__()
+        if not isinstance(codebook, FeatureBank) and not (isinstance(codebook, Tensor) and codebook.dim() == 2):
+            got = tuple(codebook.shape) if isinstance(codebook, Tensor) else type(codebook).__name__
+            raise ValueError(f"lc: codebook must be the (N, C) feature tensor or a FeatureBank, got {got}; build it "
+                             "with pqstudy.codebooks.codebook_for(cfg) or `pqstudy codebooks build`")
         self.bank = codebook if isinstance(codebook, FeatureBank) else FeatureBank(codebook, trainable)
         self.codebook_size, feature_dim = self.bank.shape
-        self.dim, self.lookup_dim = dim, low_dim or dim
+        self.dim, self.lookup_dim = dim, lookup_dim("lc", dim, low_dim)
         self.beta, self.legacy, self.l2_norm, self.chunk_size = beta, legacy, l2_norm, chunk_size
-        self.projector_kind, self.projector_init, self.feature_dim = projector, projector_init, feature_dim
+        self.feature_dim = feature_dim  # C
         self.projector = make_projector(projector, feature_dim, self.lookup_dim, projector_init)
         factorised = self.lookup_dim != dim
         self.proj_in = nn.Linear(dim, self.lookup_dim) if factorised else None
         self.proj_out = nn.Linear(self.lookup_dim, dim) if factorised else None
-
-    @classmethod
-    def from_config(cls, q, dim: int | None = None, codebook: Tensor | FeatureBank | None = None) -> LCQuantizer:
-        """``codebook``: the (N, C) features or a shared bank; without it only ``lc_source=random`` can build one."""
-        dim = dim or q.dim
-        if codebook is None:
-            if q.lc_source != "random":
-                raise ValueError(
-                    f"quantizer.kind='lc' with lc_source={q.lc_source!r} builds its codebook from training data: use "
-                    "pqstudy.quantizers.build_quantizer(cfg.quantizer, cfg.data, cfg.train.seed)"
-                )
-            from pqstudy.codebook_init import build_codebook
-
-            codebook = build_codebook(q, None, 0, lookup_dim=q.low_dim or dim)
-        return cls(codebook, dim, q.projector, q.lc_trainable, q.low_dim, q.beta, q.legacy, q.l2_norm, q.chunk_size,
-                   q.projector_init)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "bank.features")
-        if stored is not None and stored.shape[1] != self.feature_dim:  # a placeholder: rebuild for the stored C
-            device = self.bank.features.device
-            self.feature_dim = stored.shape[1]
-            self.projector = make_projector(self.projector_kind, self.feature_dim, self.lookup_dim,
-                                            self.projector_init).to(device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def project(self, features: Tensor) -> Tensor:
         codes = self.projector(features)
@@ -160,12 +131,3 @@ class LCQuantizer(Quantizer):
     def lookup(self, idx: Tensor) -> Tensor:
         codes = self.project(self.bank.features[idx])
         return self.proj_out(codes) if self.proj_out is not None else codes
-
-
-def known_feature_dim(q) -> int | None:
-    """C of the ``lc`` features for ``QuantizerConfig`` q when known without loading anything (for validation)."""
-    from pqstudy.features import source_feature_dim
-
-    if q.lc_source == "random":
-        return q.lc_feature_dim or (q.low_dim or q.dim // q.subspaces)
-    return source_feature_dim(q.lc_source, patch=q.lc_patch, feature_dim=q.lc_feature_dim)

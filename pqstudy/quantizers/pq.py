@@ -32,6 +32,7 @@ from pqstudy.quantizers.vq_fc import FactorizedVectorQuantizer
 
 class ProductQuantizer(Quantizer):
     def __init__(self, subquantizers: list[Quantizer]):
+        """``subquantizers``: the M sub-quantisers, one per subspace, in channel order (same codebook size K)."""
         super().__init__()
         sizes = {q.codebook_size for q in subquantizers}
         if len(sizes) != 1:
@@ -41,14 +42,6 @@ class ProductQuantizer(Quantizer):
         self.sub_dims = [q.dim for q in subquantizers]
         self.dim = sum(self.sub_dims)
         self.num_codebooks = len(subquantizers)
-
-    @classmethod
-    def from_config(cls, q, dim: int | None = None) -> ProductQuantizer:
-        from pqstudy.quantizers import QUANTIZERS
-
-        dim = dim or q.dim
-        sub = QUANTIZERS[q.sub_kind]
-        return cls([sub.from_config(q, dim=dim // q.subspaces) for _ in range(q.subspaces)])
 
     def quantize(self, x: Tensor) -> VectorOutput:
         if self.batched_search:

@@ -25,21 +25,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pqstudy.quantizers.base import Quantizer, VectorOutput, nearest_code, straight_through
+from pqstudy.quantizers.base import Quantizer, VectorOutput, check_codebook, nearest_code, straight_through
 
 
 class EMAVectorQuantizer(Quantizer):
     def __init__(
         self,
-        codebook_size: int = 1024,
-        dim: int = 8,
-        beta: float = 0.25,
-        decay: float = 0.99,
-        eps: float = 1e-5,
-        l2_norm: bool = False,
-        init: str = "uniform",
-        chunk_size: int = 16384,
-        count_init: float = 1.0,
+        *,
+        codebook_size: int = 1024,  # K
+        dim: int = 8,  # D of the latent vectors
+        beta: float = 0.25,  # weight of the commitment term (taming 0.25; VQGAN-LC's EMA baseline 1)
+        decay: float = 0.99,  # γ of the moving averages (VQ-VAE-2, VQGAN-LC models_vq.py:127)
+        eps: float = 1e-5,  # Laplace smoothing ε of the cluster sizes (VQ-VAE-2, VQGAN-LC models_vq.py:128)
+        l2_norm: bool = False,  # l2-normalised latents and codes
+        init: str = "uniform",  # taming: U(±1/K); "normal": N(0, 1). Ignored when ``codebook`` is given
+        chunk_size: int = 16384,  # codebook entries per block of the nearest-code search
+        count_init: float = 1.0,  # initial cluster sizes n_k (VQGAN-LC: 0, models_vq.py:129; see the docstring)
+        codebook: Tensor | None = None,  # (K, D) initial codes, used as given (l2-normalised with ``l2_norm``)
     ):
         super().__init__()
         if not 0.0 < decay < 1.0:
@@ -48,7 +50,10 @@ class EMAVectorQuantizer(Quantizer):
             raise ValueError(f"quantizer.ema_count_init={count_init!r}: must be >= 0")
         self.codebook_size, self.dim = codebook_size, dim
         self.beta, self.decay, self.eps, self.l2_norm, self.chunk_size = beta, decay, eps, l2_norm, chunk_size
-        if init == "uniform":  # taming: U(-1/K, 1/K)
+        if codebook is not None:
+            check_codebook(codebook, (codebook_size, dim), "vq-ema")
+            weight = codebook.detach().float().clone()
+        elif init == "uniform":  # taming: U(-1/K, 1/K)
             weight = torch.empty(codebook_size, dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
         elif init == "normal":
             weight = torch.randn(codebook_size, dim)
@@ -59,11 +64,6 @@ class EMAVectorQuantizer(Quantizer):
         self.register_buffer("embedding", weight)
         self.register_buffer("cluster_size", torch.full((codebook_size,), float(count_init)))
         self.register_buffer("embed_avg", weight.clone())
-
-    @classmethod
-    def from_config(cls, q, dim: int | None = None) -> EMAVectorQuantizer:
-        return cls(q.codebook_size, dim or q.dim, q.ema_beta, q.ema_decay, q.ema_eps, q.l2_norm, q.init, q.chunk_size,
-                   q.ema_count_init)
 
     def codebook(self) -> Tensor:
         return self.embedding

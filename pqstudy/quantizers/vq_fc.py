@@ -1,6 +1,7 @@
 """``vq-fc``: factorised codes (ViT-VQGAN; VQGAN-LC's FC baseline).
 
-A linear down-projection D → D′ (``quantizer.low_dim``; 0 = D/2, at least 1) before the lookup and an up-projection
+A linear down-projection D → D′ (``quantizer.low_dim``; 0 = D/2, at least 1, unlike ``lc``'s 0 = D: see
+:func:`pqstudy.config.lookup_dim`) before the lookup and an up-projection
 D′ → D after it; the D′-dim codebook is learned by gradient exactly as in ``vq`` (same loss terms, computed in the D′
 space, same ``init`` and ``legacy`` options). With ``l2_norm`` the lookup is cosine matching of l2-normalised D′-dim
 codes, as in ViT-VQGAN. Straight-through gradients pass from the up-projection through the lookup to the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from pqstudy.config import lookup_dim
 from pqstudy.quantizers.base import Quantizer, VectorOutput
 from pqstudy.quantizers.vq import VectorQuantizer
 
@@ -18,24 +20,23 @@ from pqstudy.quantizers.vq import VectorQuantizer
 class FactorizedVectorQuantizer(Quantizer):
     def __init__(
         self,
-        codebook_size: int = 1024,
-        dim: int = 8,
-        low_dim: int = 0,
-        beta: float = 0.25,
-        legacy: bool = True,
-        l2_norm: bool = False,
-        init: str = "uniform",
-        chunk_size: int = 16384,
+        *,
+        codebook_size: int = 1024,  # K
+        dim: int = 8,  # D of the latent vectors
+        low_dim: int = 0,  # D′ of the lookup; 0 = D/2, at least 1 (pqstudy.config.lookup_dim)
+        beta: float = 0.25,  # commitment weight β, as vq
+        legacy: bool = True,  # taming's swapped β, as vq
+        l2_norm: bool = False,  # cosine matching of l2-normalised D′-dim codes (ViT-VQGAN)
+        init: str = "uniform",  # the D′-dim codebook's init, as vq (taming: U(±1/K))
+        chunk_size: int = 16384,  # codebook entries per block of the nearest-code search
+        codebook: Tensor | None = None,  # (K, D′) initial codes of the lookup, used exactly as given
     ):
         super().__init__()
-        self.codebook_size, self.dim, self.low_dim = codebook_size, dim, low_dim or max(1, dim // 2)
+        self.codebook_size, self.dim, self.low_dim = codebook_size, dim, lookup_dim("vq-fc", dim, low_dim)
         self.proj_in = nn.Linear(dim, self.low_dim)
-        self.vq = VectorQuantizer(codebook_size, self.low_dim, beta, legacy, l2_norm, init, chunk_size)
+        self.vq = VectorQuantizer(codebook_size=codebook_size, dim=self.low_dim, beta=beta, legacy=legacy,
+                                  l2_norm=l2_norm, init=init, chunk_size=chunk_size, codebook=codebook)
         self.proj_out = nn.Linear(self.low_dim, dim)
-
-    @classmethod
-    def from_config(cls, q, dim: int | None = None) -> FactorizedVectorQuantizer:
-        return cls(q.codebook_size, dim or q.dim, q.low_dim, q.beta, q.legacy, q.l2_norm, q.init, q.chunk_size)
 
     def codebook(self) -> Tensor:
         """The D′-dim lookup codebook (K, D′)."""

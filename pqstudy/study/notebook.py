@@ -114,21 +114,22 @@ import matplotlib.pyplot as plt
 
 from pqstudy.study.notebook import config_from_namespace, metrics_table, plot_history, reconstruction_grid, resolve
 from pqstudy.study.store import record_run
-from pqstudy.train import load_history, train
+from pqstudy.train import load_history
+from pqstudy.train_eval import train_and_evaluate
 
 cfg = config_from_namespace(globals())
 run_dir = resolve(run_dir or f"scratch/runs/{cfg.run_id}")
 results_dir = resolve(results_dir)
 print(f"run {cfg.run_id} → {run_dir}")"""),
     ("code", [], """started = time.perf_counter()
-metrics = train(cfg, run_dir, resume=True, progress=not grid)
+metrics = train_and_evaluate(cfg, run_dir, resume=True, progress=not grid)
 wall_seconds = time.perf_counter() - started
 metrics_table(metrics)"""),
     ("code", [], """history = load_history(run_dir)
 plot_history(history)
 plt.show()"""),
-    ("code", [], """from pqstudy.plots import save_reconstruction
-from pqstudy.study.codebooks import export_codebook
+    ("code", [], """from pqstudy.study.store import save_reconstruction
+from pqstudy.study.codebook_export import export_codebook
 
 fig = reconstruction_grid(run_dir)
 save_reconstruction(fig, results_dir, cfg.run_id)  # <results_dir>/recon/<run_id>.png, for the figures
@@ -262,12 +263,14 @@ def reconstruction_grid(run_dir: str | os.PathLike, n: int = 8, split: str = "te
     import matplotlib.pyplot as plt
     import torch
 
+    from pqstudy.cpu import flush_denormals, resolve_device
     from pqstudy.data import load_dataset, to_model_space
-    from pqstudy.evaluate import load_model, resolve_device
     from pqstudy.metrics.image import to_unit
+    from pqstudy.models.checkpoint import load_model
 
     model, cfg = load_model(run_dir, device="cpu")
     device = resolve_device(cfg.train.device)
+    flush_denormals()
     model = model.to(device)
     dataset = load_dataset(cfg.data, split, seed=cfg.train.seed)
     n = min(n, len(dataset))

@@ -1,6 +1,6 @@
 """The analysis notebooks: ``ablation``, ``codebook_analysis``, ``tables`` and ``paper_figures``.
 
-Each is thin (its cells call ``pqstudy.plots`` and ``pqstudy.study.report`` / ``verdicts``), has one cell tagged
+Each is thin (its cells call ``pqstudy.figures`` and ``pqstudy.study.report`` / ``verdicts``), has one cell tagged
 ``parameters`` (papermill), names the ``python3`` kernel (``notebook.NOTEBOOK_KERNELSPEC`` says why), and is committed
 without outputs. They are generated: ``python -m pqstudy.study.notebooks_gen`` rewrites ``notebooks/<name>.ipynb``;
 ``tests/test_notebooks.py`` checks that the committed files are the generated ones and runs each under papermill.
@@ -46,11 +46,11 @@ shard = None  # "i/n": run only shard i of n of the grid"""),
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from pqstudy import plots
+from pqstudy import figures
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table, select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.store import runs_dataframe, select_profile
+from pqstudy.study.tables import grid_table
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
@@ -74,7 +74,7 @@ for note in notes:
     print(note)
 table"""),
         ("markdown", [], "## Figures"),
-        ("code", [], """figures = plots.grid_figures(results_dir, grid, df)
+        ("code", [], """shown = figures.grid_figures(results_dir, grid, df)
 plt.show()"""),
         ("markdown", [], "## Verdicts of the claims this grid tests"),
         ("code", [], SHOW_VERDICTS + """
@@ -87,7 +87,8 @@ show_verdicts([v for v in all_verdicts(df) if v.grid == grid])"""),
 
 Utilisation curves, per-entry usage heatmaps and t-SNE of codebook entries, from the results store only:
 `results/runs/*.json` (utilisation and its history) and `results/codebooks/<run_id>.npz` (per-entry usage counts
-and a subsample of the codebook vectors, written by `pqstudy.study.codebooks.export_codebook` after each run)."""),
+and a subsample of the codebook vectors, written by `pqstudy.study.codebook_export.export_codebook` after each
+run)."""),
         ("code", ["parameters"], """\
 results_dir = "results"  # the results store (a relative path is taken from the repository root)
 profile = None  # only the runs of this profile (None: every run)
@@ -101,26 +102,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pqstudy import plots
-from pqstudy.study.codebooks import list_codebooks, load_codebook
+from pqstudy import figures
+from pqstudy.study.codebook_export import list_codebooks, load_codebook
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.store import runs_dataframe, select_profile
 
 """ + LOGGING + """
 results_dir = resolve(results_dir)
 df = select_profile(runs_dataframe(results_dir), profile)
-run_ids = list(run_ids) if run_ids else plots.default_codebook_runs(results_dir, df, grid)
+run_ids = list(run_ids) if run_ids else figures.default_codebook_runs(results_dir, df, grid)
 print(f"{len(list_codebooks(results_dir))} exported codebooks; shown: {run_ids}")"""),
         ("markdown", [], "## Utilisation vs codebook size, and during training"),
-        ("code", [], """plots.try_figure(plots.plot_utilisation_vs_codebook_size, df, grid)
-plots.try_figure(plots.plot_utilisation_per_epoch, results_dir, grid)
+        ("code", [], """figures.try_figure(figures.plot_utilisation_vs_codebook_size, df, grid)
+figures.try_figure(figures.plot_utilisation_per_epoch, results_dir, grid)
 plt.show()"""),
         ("markdown", [], "## Exported codebooks"),
         ("code", [], """rows = []
 for rid in run_ids:
     book = load_codebook(results_dir, rid)
-    counts, split = plots.usage_counts(book)  # the training-split pass where the run has it
+    counts, split = figures.usage_counts(book)  # the training-split pass where the run has it
     p = counts[0] / max(counts[0].sum(), 1)
     rows.append({"run": rid, "kind": book["meta"].get("kind"), "K": counts.shape[1], "sub-codebooks": counts.shape[0],
                  "counted on": split, "used (%)": round(100 * float((counts > 0).mean()), 2),
@@ -129,10 +129,10 @@ for rid in run_ids:
 pd.DataFrame(rows)"""),
         ("markdown", [], "## Per-entry usage\n\nRows: training windows (by epoch), then the eval split; columns: "
                          "entries sorted by usage. Grey: unused."),
-        ("code", [], """plots.try_figure(plots.plot_usage_heatmap, results_dir, run_ids, bins=heatmap_bins)
+        ("code", [], """figures.try_figure(figures.plot_usage_heatmap, results_dir, run_ids, bins=heatmap_bins)
 plt.show()"""),
         ("markdown", [], "## t-SNE of codebook entries"),
-        ("code", [], """plots.try_figure(plots.plot_codebook_tsne, results_dir, run_ids, max_points=tsne_points)
+        ("code", [], """figures.try_figure(figures.plot_codebook_tsne, results_dir, run_ids, max_points=tsne_points)
 plt.show()"""),
     ],
     "tables": [
@@ -148,8 +148,8 @@ profile = None  # only the runs of this profile (None: every run)"""),
 
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import grid_table, select_profile
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.store import runs_dataframe, select_profile
+from pqstudy.study.tables import grid_table
 from pqstudy.study.verdicts import all_verdicts
 
 results_dir = resolve(results_dir)
@@ -175,7 +175,7 @@ show_verdicts(all_verdicts(df))"""),
     "paper_figures": [
         ("markdown", [], """# Paper figures and report
 
-Regenerates every figure (`<out_dir>/figures/*.png`, via `pqstudy.plots.make_all_figures`) and the report
+Regenerates every figure (`<out_dir>/figures/*.png`, via `pqstudy.figures.make_all_figures`) and the report
 (`<out_dir>/REPORT.md`, via `pqstudy.study.report.write_report`) from the results store alone. A figure whose data is
 absent is skipped with a note. By hand they go to the git-ignored `scratch/`; `pqstudy figures` and `pqstudy report`
 write the committed ones in `results/`."""),
@@ -189,20 +189,21 @@ tsne_points = 1500  # codebook entries per t-SNE"""),
 
 from IPython.display import Image, Markdown, display
 
-from pqstudy import plots
+from pqstudy import figures
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import select_profile, write_report
-from pqstudy.study.store import runs_dataframe
+from pqstudy.study.report import write_report
+from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
 results_dir, out_dir = resolve(results_dir), resolve(out_dir)"""),
-        ("code", [], """paths = plots.make_all_figures(results_dir, out_dir=out_dir / "figures", tsne=tsne,
-                               tsne_points=tsne_points, profile=profile)
+        ("code", [], """paths = figures.make_all_figures(results_dir, out_dir=out_dir / "figures", tsne=tsne,
+                                 tsne_points=tsne_points, profile=profile)
 for path in paths:
     display(Markdown(f"### {path.stem}"))
     display(Image(filename=str(path)))"""),
-        ("code", [], """report = write_report(results_dir, profile, out_dir=out_dir)
+        ("code", [], """report = write_report(results_dir, profile, out_dir=out_dir,
+                      figures=figures.FIGURE_DESCRIPTIONS)
 print(f"wrote {report}")"""),
         ("code", [], SHOW_VERDICTS + """
 

@@ -1,8 +1,9 @@
 """One command regenerates everything: every grid of a profile, then the figures and the report.
 
-``run_study("default")`` runs all grids through the sweep runner (finished runs are skipped, so a killed study
-picks up where it stopped), writes ``results/runs.csv``, every figure, ``results/REPORT.md`` and
-``results/study.json`` with the profile, the number of runs and the wall time.
+``run_grids_and_report("default", make_figures=..., figures=...)`` runs all grids through the sweep runner
+(finished runs are skipped, so a killed study picks up where it stopped), writes ``results/runs.csv``, every figure
+(through ``make_figures``: the study layer does not import the figures, ``pqstudy study`` passes them in),
+``results/study.json`` with the profile, the number of runs and the wall time, and ``results/REPORT.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -65,18 +67,21 @@ def data_slug(name: str) -> str:
     return f"folder-{stem}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
 
 
-def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
-              papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2, grids: list[str] | None = None,
-              shard=None, progress: bool = True, data: str | None = None,
-              budget_minutes: float | None = None) -> dict:
+def run_grids_and_report(profile: str, *, make_figures: Callable[..., list[Path]], figures: Mapping[str, str],
+                         results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
+                         papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2,
+                         grids: list[str] | None = None, shard=None, progress: bool = True, data: str | None = None,
+                         budget_minutes: float | None = None) -> dict:
     """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict.
+
+    ``make_figures(results_dir, profile=profile)`` writes the figures and returns their paths, and ``figures`` (name
+    → description) lists them for the report: ``pqstudy.figures.make_all_figures`` and ``FIGURE_DESCRIPTIONS``.
 
     ``data`` (a ``data.name``: ``cifar10``, ``photos``, ``folder:<path>``, ...) runs every grid on that dataset
     instead of the profile's; it is checked (one image loaded) before any run or output directory.
     ``budget_minutes`` (default: ``BUDGET_MINUTES`` of the profile) stops starting runs once spent; the runs left
-    are listed as deferred in study.json and run by the next ``run_study``.
+    are listed as deferred in study.json and run by the next call.
     """
-    from pqstudy.plots import make_all_figures
     from pqstudy.study.report import write_report
 
     names = list(grids) if grids else list(GRIDS)
@@ -89,7 +94,7 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
                         shard=shard, jobs=jobs, progress=progress, budget_minutes=budget or None)
     wall = time.perf_counter() - started
     table = write_runs_csv(results_dir)
-    figures = make_all_figures(results_dir, profile=profile)
+    written = make_figures(results_dir, profile=profile)
     study = {
         "profile": profile,
         "data": data_name(data) if data else get_profile(profile).data.name,
@@ -109,9 +114,9 @@ def run_study(profile: str, results_dir: str | os.PathLike | None = None, runs_r
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
         "figures": [str(Path(f).relative_to(results_dir)) if Path(f).is_relative_to(results_dir) else str(f)
-                    for f in figures],
+                    for f in written],
         "runs_csv": str(table) if table else None,
     }
     write_json(results_dir / "study.json", study)
-    write_report(results_dir, profile=profile)
+    write_report(results_dir, profile=profile, figures=figures)
     return study

@@ -1,165 +1,29 @@
 """``results/REPORT.md``: generated from the results store, never written by hand.
 
-``write_report(results_dir, profile=None)`` writes the header (profile, runs ok / failed, wall time), the verdict of
-every paper claim (``pqstudy.study.verdicts``) with its evidence, one table per grid (the fields the grid varies and
-the metrics; a missing metric reads ``missing`` and its reasons are listed once below the table), links to the
-figures under ``results/figures/`` and the failed runs with their errors. ``grid_table`` gives the same tables as
-DataFrames for the notebooks.
+``write_report(results_dir, profile=None, figures=...)`` writes the header (profile, runs ok / failed, wall time),
+the verdict of every paper claim (``pqstudy.study.verdicts``) with its evidence, one table per grid
+(``pqstudy.study.tables``: the fields the grid varies and the metrics; a missing metric reads ``missing`` and its
+reasons are listed once below the table), links to the figures under ``results/figures/`` (described by the
+caller's ``figures``) and the failed runs with their errors.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from pqstudy.config import SECTIONS
-from pqstudy.study.verdicts import (
-    FLOORS,
-    MIN_POSITIONS_PER_ENTRY,
-    T_FACTOR,
-    all_verdicts,
-    grid_runs,
-    method_of,
-    numeric,
-)
+from pqstudy.study.methods import method_of
+from pqstudy.study.store import FIGURES_SUBDIR, numeric, select_profile
+from pqstudy.study.tables import NOT_APPLICABLE, TABLE_METRICS, frame_markdown, grid_table, markdown_table
+from pqstudy.study.verdicts import all_verdicts
+from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
+from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
 
 REPORT = "REPORT.md"
 STUDY_FILE = "study.json"
-MISSING = "missing"
-# Metric columns of the grid tables: name → (header, formatter). kid is shown only where some run has it.
-TABLE_METRICS = {
-    "psnr": ("PSNR", lambda v: f"{v:.2f}"),
-    "ssim": ("SSIM", lambda v: f"{v:.4f}"),
-    "utilisation": ("util. (train)", lambda v: f"{100 * v:.1f}%"),
-    "utilisation_test": ("util. (test)", lambda v: f"{100 * v:.1f}%"),
-    "positions_per_entry": ("pos./entry", lambda v: f"{v:.1f}"),
-    "perplexity": ("perplexity", lambda v: f"{v:.1f}"),
-    "bits_per_position": ("bits/pos", lambda v: f"{v:.4g}"),
-    "lpips": ("LPIPS", lambda v: f"{v:.4f}"),
-    "rfid": ("rFID", lambda v: f"{v:.2f}"),
-    "kid": ("KID", lambda v: f"{v:.4f}"),
-    "cmmd": ("CMMD", lambda v: f"{v:.3f}"),
-}
-OPTIONAL_METRICS = ("kid",)
-SKIP_FIELDS = {"train.seed", "model.kind", "quantizer.kind", "quantizer.sub_kind"}  # shown as "seed" / "method"
-CODEBOOK_METRICS = ("utilisation", "utilisation_test", "positions_per_entry", "perplexity", "bits_per_position")
-NOT_APPLICABLE = "n/a"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# markdown
-
-
-def _escape(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(headers: list[str], rows: list[list], align: list[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table; ``align`` per column: "l" or "r"."""
-    align = align or ["l"] * len(headers)
-    lines = ["| " + " | ".join(_escape(h) for h in headers) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_escape(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# tables
-
-
-def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _config_columns(df) -> list[str]:
-    return [c for c in df.columns if c.split(".")[0] in SECTIONS and "." in c]
-
-
-def varied_fields(runs) -> list[str]:
-    """The config columns (``section.field``) whose value differs between the runs (seed excluded)."""
-    out = []
-    for column in _config_columns(runs):
-        if column in SKIP_FIELDS:
-            continue
-        if runs[column].astype(str).nunique(dropna=False) > 1:
-            out.append(column)
-    return out
-
-
-def _short_names(columns: list[str]) -> dict[str, str]:
-    tails = [c.split(".", 1)[1] for c in columns]
-    return {c: (t if tails.count(t) == 1 else c) for c, t in zip(columns, tails, strict=True)}
-
-
-def _cell(value) -> str:
-    if _is_missing(value):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return f"{int(value)}"
-    return str(value)
-
-
-def grid_table(df, grid: str, profile: str | None = None):
-    """``(table, notes)`` for one grid: a DataFrame of formatted cells (run id, the varied fields, seed, the metrics,
-    wall time) and the list of missing-metric reasons (``"lpips: <reason> (3 runs)"``)."""
-    import pandas as pd
-
-    df = select_profile(df, profile)
-    runs = grid_runs(df, grid)
-    if runs is None or len(runs) == 0:
-        return pd.DataFrame(), []
-    fields = varied_fields(runs)
-    names = _short_names(fields)
-    seeds = numeric(runs, "train.seed")
-    show_seed = seeds.nunique() > 1
-    metrics = [m for m in TABLE_METRICS if m not in OPTIONAL_METRICS or numeric(runs, m).notna().any()]
-    runs = runs.assign(_method=method_of(runs))
-    keys = {"_method": runs["_method"].astype(str)}
-    for i, c in enumerate(fields + (["train.seed"] if show_seed else [])):
-        values = numeric(runs, c)
-        keys[f"_k{i}"] = values.fillna(-1) if values.notna().any() else runs[c].astype(str)
-    ordered = runs.assign(**keys).sort_values([*keys, "run_id"])
-    rows, reasons = [], {}
-    for _, run in ordered.iterrows():
-        row = {"run": run["run_id"], "method": run["_method"]}
-        for c in fields:
-            row[names[c]] = _cell(run[c])
-        if show_seed:
-            row["seed"] = _cell(run["train.seed"])
-        for metric in metrics:
-            header, fmt = TABLE_METRICS[metric]
-            value = numeric(run.to_frame().T, metric).iloc[0]
-            continuous = str(run.get("model.kind", "quantized")) not in ("quantized", "nan", "None")
-            if _is_missing(value) and continuous and metric in CODEBOOK_METRICS:
-                row[header] = NOT_APPLICABLE
-                reasons.setdefault((None, "continuous model: no codebook"), 0)
-                reasons[(None, "continuous model: no codebook")] += 1
-            elif _is_missing(value):
-                row[header] = MISSING
-                reason = run.get(f"{metric}_missing_reason")
-                reason = reason if isinstance(reason, str) and reason else "not recorded"
-                reasons.setdefault((metric, reason), 0)
-                reasons[(metric, reason)] += 1
-            else:
-                row[header] = fmt(float(value))
-        wall = numeric(run.to_frame().T, "wall_seconds").iloc[0]
-        row["wall s"] = "" if _is_missing(wall) else f"{wall:.0f}"
-        rows.append(row)
-    notes = [f"{TABLE_METRICS[m][0]} {MISSING}: {reason} ({n} run{'s' if n != 1 else ''})"
-             for (m, reason), n in reasons.items() if m is not None]
-    if (None, "continuous model: no codebook") in reasons:
-        notes.insert(0, f"{NOT_APPLICABLE}: continuous model, no codebook (utilisation, perplexity, bits per position)")
-    return pd.DataFrame(rows), notes
-
-
-def _frame_markdown(table) -> str:
-    headers = list(table.columns)
-    right = set(h for h, _ in TABLE_METRICS.values()) | {"wall s", "seed"}
-    return markdown_table(headers, table.values.tolist(), ["r" if h in right else "l" for h in headers])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,13 +37,6 @@ def read_study(results_dir: str | os.PathLike) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
-
-
-def select_profile(df, profile: str | None):
-    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
-    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
-        return df
-    return df[df["profile"] == profile]
 
 
 def resolve_profile(df, results_dir, profile: str | None) -> str | None:
@@ -220,14 +77,13 @@ def _grid_doc(name: str) -> str:
     return doc[0] if doc else ""
 
 
-def figure_links(results_dir: str | os.PathLike) -> list[tuple[str, str]]:
-    """``(relative path, description)`` of every PNG under ``results/figures`` (known figures first)."""
-    from pqstudy.plots import FIGURE_DESCRIPTIONS, FIGURE_NAMES, figures_dir
-
-    folder = figures_dir(results_dir)
+def figure_links(folder: str | os.PathLike, figures: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(relative path, description)`` of every PNG under ``folder``: those named in ``figures`` (name →
+    description, in order) first, then the others by name."""
+    folder = Path(folder)
     present = {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
-    ordered = [n for n in FIGURE_NAMES if n in present] + sorted(present - set(FIGURE_NAMES))
-    return [(f"{folder.name}/{n}.png", FIGURE_DESCRIPTIONS.get(n, n)) for n in ordered]
+    ordered = [n for n in figures if n in present] + sorted(present - set(figures))
+    return [(f"{folder.name}/{n}.png", figures.get(n, n)) for n in ordered]
 
 
 def _reason_kind(reason) -> str:
@@ -336,9 +192,10 @@ def divergences_section() -> list[str]:
 
 
 def report_markdown(results_dir: str | os.PathLike = "results", profile: str | None = None,
-                    out_dir: str | os.PathLike | None = None) -> str:
+                    out_dir: str | os.PathLike | None = None, *, figures: Mapping[str, str]) -> str:
     """The text of REPORT.md for ``out_dir`` (default ``results_dir``): its figure links are the PNGs under
-    ``<out_dir>/figures``."""
+    ``<out_dir>/figures``, described and ordered by ``figures`` (name → description; the caller passes
+    ``pqstudy.figures.FIGURE_DESCRIPTIONS``: the report reads results, it does not import the figures)."""
     from pqstudy.study.store import runs_dataframe
 
     results_dir = Path(results_dir)
@@ -423,12 +280,12 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
         if len(table) == 0:
             out += ["No ok runs recorded.", ""]
             continue
-        out += [_frame_markdown(table), ""]
+        out += [frame_markdown(table), ""]
         if notes:
             out += [f"- {note}" for note in notes] + [""]
 
     out += ["## Figures", ""]
-    links = figure_links(results_dir if out_dir is None else out_dir)
+    links = figure_links(Path(results_dir if out_dir is None else out_dir) / FIGURES_SUBDIR, figures)
     if links:
         out += [f"- [{desc}]({path})" for path, desc in links]
     else:
@@ -461,15 +318,16 @@ class EmptyReportError(RuntimeError):
 
 
 def write_report(results_dir: str | os.PathLike = "results", profile: str | None = None,
-                 out_dir: str | os.PathLike | None = None) -> Path:
+                 out_dir: str | os.PathLike | None = None, *, figures: Mapping[str, str]) -> Path:
     """Write ``<out_dir>/REPORT.md`` (default ``out_dir``: ``results_dir``) atomically and return its path. Refuses
     (``EmptyReportError``) to replace a report made from runs with one made from none: that would silently throw a
-    study away (e.g. on a clone that lacks the run records)."""
+    study away (e.g. on a clone that lacks the run records). ``figures``: name → description of the figures to link
+    (``pqstudy.figures.FIGURE_DESCRIPTIONS``)."""
     from pqstudy.study.store import RUNS_SUBDIR
 
     results_dir = Path(results_dir)
     out_dir = results_dir if out_dir is None else Path(out_dir)
-    text = report_markdown(results_dir, profile, out_dir)
+    text = report_markdown(results_dir, profile, out_dir, figures=figures)
     path = out_dir / REPORT
     before = recorded_runs(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else 0
     if before and not recorded_runs(text):

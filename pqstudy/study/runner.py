@@ -28,7 +28,8 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params, validate
+from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params
+from pqstudy.preflight import validate_run
 from pqstudy.runio import read_json
 from pqstudy.runlock import holder, try_lock, unlock
 from pqstudy.study.kernel import kernel_name, require_kernel
@@ -213,6 +214,9 @@ def run_grids(
     Runs start in grid order, all seeds of a point together, so a study cut short has whole grids and whole
     verdicts. ``budget_minutes``: no run starts once that much wall time has passed; such runs are counted as
     ``deferred`` (listed in ``deferred_runs``, not recorded) and the next sweep runs them.
+
+    Steps: ``select_shard`` (dedup by run id, shard) → ``_plan`` (skip finished runs, validate, record config
+    errors) → ``_execute_all`` (here or in the pool) → ``_Tally`` (count, report, runs.csv once per finished run).
     """
     for grid_name in grids:
         if not GRID_NAME.fullmatch(grid_name or ""):
@@ -225,64 +229,106 @@ def run_grids(
     notebook = Path(notebook).resolve()
     if not notebook.exists():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
-    grids_of: dict[str, list[str]] = {}  # run id → every grid that lists it, in order
+    grids_of = _grids_of(grids)
+    selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
+    kernel = kernel or kernel_name()
+    tally = _Tally(",".join(grids), len(selected), results_dir, grids_of, shard, budget_minutes, progress)
+    todo = _plan(selected, grids_of, tally, notebook=notebook, runs_root=runs_root, papermill_dir=papermill_dir,
+                 kernel=kernel, budget_minutes=budget_minutes)
+    if todo:
+        require_kernel(kernel)
+    _execute_all(todo, jobs, tally)
+    return tally.close(started)
+
+
+def _grids_of(grids: dict[str, list[RunConfig]]) -> dict[str, list[str]]:
+    """Run id → every grid that lists it, in order (a run shared by grids runs under the first)."""
+    grids_of: dict[str, list[str]] = {}
     for grid_name, configs in grids.items():
         for cfg in configs:
             names = grids_of.setdefault(run_id(cfg), [])
             if grid_name not in names:
                 names.append(grid_name)
-    selected = select_shard([cfg for configs in grids.values() for cfg in configs], shard)
-    total = len(selected)
-    label = ",".join(grids)
-    summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "held": 0, "wall_seconds": 0.0,
-               "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "failures": [], "held_runs": [],
-               "deferred": 0, "deferred_runs": [], "budget_minutes": budget_minutes}
-    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
+    return grids_of
 
-    def say(message: str) -> None:
-        if progress:
+
+class _Tally:
+    """The summary of one ``run_grids`` call: counts each run as it finishes, prints its progress line, lists the
+    run under its other grids and rewrites ``runs.csv`` (once per finished run, so the table follows the study)."""
+
+    def __init__(self, label: str, total: int, results_dir: Path, grids_of: dict[str, list[str]], shard,
+                 budget_minutes: float | None, progress: bool):
+        self.results_dir, self.grids_of, self.progress, self.total = results_dir, grids_of, progress, total
+        self.summary = {"grid": label, "total": total, "skipped": 0, "ran": 0, "failed": 0, "held": 0,
+                        "wall_seconds": 0.0, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                        "failures": [], "held_runs": [], "deferred": 0, "deferred_runs": [],
+                        "budget_minutes": budget_minutes}
+
+    def say(self, message: str) -> None:
+        if self.progress:
             print(message, file=sys.stderr, flush=True)
 
-    def finished(result: dict, position: int) -> None:
-        status, rid = result["status"], result["run_id"]
+    def skipped(self, rid: str, position: int) -> None:
+        """A run finished before this call: listed under all its grids, counted as skipped."""
+        for name in self.grids_of[rid]:
+            add_grid(self.results_dir, rid, name)
+        self.summary["skipped"] += 1
+        self.say(f"[{position}/{self.total}] {rid} done already, skipped")
+
+    def finished(self, result: dict, position: int) -> None:
+        summary, status, rid, total = self.summary, result["status"], result["run_id"], self.total
         if status == "deferred":
             summary["deferred"] += 1
             summary["deferred_runs"].append(rid)
-            say(f"[{position}/{total}] {rid} {result['error']}")
+            self.say(f"[{position}/{total}] {rid} {result['error']}")
             return
         if status == "held":
             summary["held"] += 1
             summary["held_runs"].append({"run_id": rid, "error": result["error"]})
-            say(f"[{position}/{total}] {rid} {result['error']}, skipped")
+            self.say(f"[{position}/{total}] {rid} {result['error']}, skipped")
             return
         summary[{"ok": "ran", "done": "skipped"}.get(status, "failed")] += 1
         if status == "failed":
             summary["failures"].append({"run_id": rid, "error": result["error"]})
-        for other in grids_of[rid][1:]:
-            add_grid(results_dir, rid, other)
-        write_runs_csv(results_dir)
+        for other in self.grids_of[rid][1:]:
+            add_grid(self.results_dir, rid, other)
+        write_runs_csv(self.results_dir)
         if status == "done":
-            say(f"[{position}/{total}] {rid} finished meanwhile by another sweep, skipped")
+            self.say(f"[{position}/{total}] {rid} finished meanwhile by another sweep, skipped")
             return
         detail = f": {result['error']}" if status != "ok" else ""
-        say(f"[{position}/{total}] {rid} {status} ({result['seconds']:.1f} s){detail}")
+        self.say(f"[{position}/{total}] {rid} {status} ({result['seconds']:.1f} s){detail}")
 
+    def close(self, started: float) -> dict:
+        """Write runs.csv a last time and return the summary, with the wall time since ``started``."""
+        summary = self.summary
+        write_runs_csv(self.results_dir)
+        summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+        held = f", {summary['held']} held by another sweep" if summary["held"] else ""
+        held += f", {summary['deferred']} deferred (budget spent)" if summary["deferred"] else ""
+        self.say(f"grid {summary['grid']}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} "
+                 f"failed{held} of {self.total} in {summary['wall_seconds']:.1f} s → {self.results_dir}")
+        return summary
+
+
+def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tally, *, notebook: Path,
+          runs_root: Path, papermill_dir: Path, kernel: str, budget_minutes: float | None) -> list[tuple[int, dict]]:
+    """The jobs to execute, ``[(position, job)]`` in the grids' order: finished runs are skipped, and a config that
+    does not validate, or whose notebook parameters do not rebuild it, is recorded as failed without running."""
+    results_dir = tally.results_dir
     cwd = REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd()
-    kernel = kernel or kernel_name()
-    jobs_todo = []
+    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
+    todo = []
     for position, cfg in enumerate(selected, 1):
         rid = run_id(cfg)
         grid_name = grids_of[rid][0]
         previous = load_run(results_dir, rid)
         if previous is not None and previous.get("status") == "ok":
-            for name in grids_of[rid]:
-                add_grid(results_dir, rid, name)
-            summary["skipped"] += 1
-            say(f"[{position}/{total}] {rid} done already, skipped")
+            tally.skipped(rid, position)
             continue
         output = papermill_dir / grid_name / f"{rid}.ipynb"
         try:
-            validate(cfg)
+            validate_run(cfg)
             params = {**to_params(cfg), "run_dir": str(runs_root / rid), "results_dir": str(results_dir),
                       "grid": grid_name, "notebook_path": _label(output)}
             if run_id(from_params(params)) != rid:
@@ -290,45 +336,40 @@ def run_grids(
         except ConfigError as err:
             error = f"ConfigError: {err}"
             record_run(results_dir, cfg, status="failed", error=error, grids=[grid_name])
-            finished({"run_id": rid, "status": "failed", "error": error, "seconds": 0.0}, position)
+            tally.finished({"run_id": rid, "status": "failed", "error": error, "seconds": 0.0}, position)
             continue
-        jobs_todo.append((position, {
+        todo.append((position, {
             "cfg": cfg, "run_id": rid, "params": params, "input": str(notebook), "output": str(output),
             "label": _label(output), "kernel": kernel, "cwd": str(cwd),
             "results_dir": str(results_dir), "grid": grid_name, "deadline": deadline, "budget_minutes": budget_minutes,
         }))
+    return todo
 
-    if jobs_todo:
-        require_kernel(kernel)
-    if jobs == 1 or len(jobs_todo) <= 1:
-        for position, job in jobs_todo:
-            say(f"[{position}/{total}] {job['run_id']} running → {job['label']}")
-            finished(_execute(job), position)
-    else:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cpus // jobs)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            futures = {}
-            for position, job in jobs_todo:
-                say(f"[{position}/{total}] {job['run_id']} queued → {job['label']}")
-                futures[pool.submit(_execute, {**job, "threads": threads})] = (position, job)
-            for future in as_completed(futures):
-                position, job = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker process died: record the run as failed
-                    error = f"{_error_line(exc)} (notebook: {job['label']})"
-                    record_run(results_dir, job["cfg"], status="failed", error=error, notebook=job["label"],
-                               grids=[job["grid"]])
-                    result = {"run_id": job["run_id"], "status": "failed", "error": error, "seconds": 0.0}
-                finished(result, position)
 
-    write_runs_csv(results_dir)
-    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-    held = f", {summary['held']} held by another sweep" if summary["held"] else ""
-    held += f", {summary['deferred']} deferred (budget spent)" if summary["deferred"] else ""
-    say(f"grid {label}: {summary['ran']} ran, {summary['skipped']} skipped, {summary['failed']} failed{held} "
-        f"of {total} in {summary['wall_seconds']:.1f} s → {results_dir}")
-    return summary
+def _execute_all(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> None:
+    """Execute the planned jobs, here (``jobs`` = 1, or one job) or in a pool of ``jobs`` worker processes, each
+    kernel limited to ``cpus // jobs`` threads; a worker that dies records its run as failed."""
+    if jobs == 1 or len(todo) <= 1:
+        for position, job in todo:
+            tally.say(f"[{position}/{tally.total}] {job['run_id']} running → {job['label']}")
+            tally.finished(_execute(job), position)
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cpus // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = {}
+        for position, job in todo:
+            tally.say(f"[{position}/{tally.total}] {job['run_id']} queued → {job['label']}")
+            futures[pool.submit(_execute, {**job, "threads": threads})] = (position, job)
+        for future in as_completed(futures):
+            position, job = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker process died: record the run as failed
+                error = f"{_error_line(exc)} (notebook: {job['label']})"
+                record_run(job["results_dir"], job["cfg"], status="failed", error=error, notebook=job["label"],
+                           grids=[job["grid"]])
+                result = {"run_id": job["run_id"], "status": "failed", "error": error, "seconds": 0.0}
+            tally.finished(result, position)

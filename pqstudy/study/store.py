@@ -26,6 +26,9 @@ from pqstudy.runio import atomic_write, read_json, write_json
 
 RUNS_SUBDIR = "runs"
 RUNS_CSV = "runs.csv"
+FIGURES_SUBDIR = "figures"  # <results>/figures/<name>.png: written by pqstudy.figures, linked from the report
+RECON_SUBDIR = "recon"  # <results>/recon/<run_id>.png: a run's reconstruction grid (save_reconstruction)
+RECON_DPI = 120
 STATUSES = ("ok", "failed")
 REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
@@ -43,6 +46,20 @@ MISSING_REASON_COLUMNS = tuple(f"{m}_missing_reason" for m in (*REFERENCE_METRIC
 
 def run_path(results_dir: str | os.PathLike, rid: str) -> Path:
     return Path(results_dir) / RUNS_SUBDIR / f"{rid}.json"
+
+
+def recon_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    """Where a run's reconstruction grid is saved (by the train_eval notebook, through ``save_reconstruction``)."""
+    return Path(results_dir) / RECON_SUBDIR / f"{rid}.png"
+
+
+def save_reconstruction(fig, results_dir: str | os.PathLike, rid: str) -> Path:
+    """Save a run's reconstruction-grid figure as ``results/recon/<run_id>.png`` (the reconstructions figure shows
+    it)."""
+    path = recon_path(results_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
+    return path
 
 
 def load_run(results_dir: str | os.PathLike, rid: str) -> dict | None:
@@ -144,19 +161,25 @@ def load_runs(results_dir: str | os.PathLike = "results") -> list[dict]:
     return runs
 
 
-def _cell(value):
-    """A table cell: tuples/lists as ``"(1, 2, 2)"``, everything else as is."""
+def _flat_value(value):
+    """A config value as a table holds it: tuples/lists as ``"(1, 2, 2)"``, everything else as is."""
     if isinstance(value, (list, tuple)):
         return str(tuple(value))
     return value
 
 
-def _config_columns(config: dict) -> dict:
+def _flat_config(config: dict) -> dict:
+    """A run's config as table columns: ``profile`` and one ``section.field`` column per field."""
     out = {"profile": config.get("profile")}
     for section in SECTIONS:
         for key, value in (config.get(section) or {}).items():
-            out[f"{section}.{key}"] = _cell(value)
+            out[f"{section}.{key}"] = _flat_value(value)
     return out
+
+
+def config_columns(df) -> list[str]:
+    """The ``section.field`` config columns of a runs DataFrame (as ``_flat_config`` names them), in order."""
+    return [c for c in df.columns if "." in c and c.split(".")[0] in SECTIONS]
 
 
 def _row(run: dict) -> dict:
@@ -169,7 +192,7 @@ def _row(run: dict) -> dict:
         "status": run.get("status"),
         "error": run.get("error"),
     }
-    row.update(_config_columns(config))
+    row.update(_flat_config(config))
     row["seed"] = train_cfg.get("seed")
     row["steps"] = metrics.get("steps", train_cfg.get("steps"))
     row["wall_seconds"] = run.get("wall_seconds")
@@ -200,7 +223,7 @@ def runs_dataframe(results_dir: str | os.PathLike = "results"):
 
     rows = [_row(run) for run in load_runs(results_dir)]
     if not rows:
-        base = ["run_id", "grids", "status", "error", "profile", *_config_columns(RunConfig().to_dict()),
+        base = ["run_id", "grids", "status", "error", "profile", *_flat_config(RunConfig().to_dict()),
                 "seed", "steps", "wall_seconds", "train_seconds", *METRIC_COLUMNS, *MISSING_REASON_COLUMNS,
                 "notebook", "finished_at"]
         return pd.DataFrame(columns=list(dict.fromkeys(base)))
@@ -214,3 +237,45 @@ def write_runs_csv(results_dir: str | os.PathLike = "results") -> Path:
     """Write ``<results_dir>/runs.csv`` (atomically) from every run file; returns its path."""
     text = runs_dataframe(results_dir).to_csv(index=False)
     return atomic_write(Path(results_dir) / RUNS_CSV, lambda f: f.write(text.encode()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading the runs DataFrame (the tables, the verdicts and the figures select runs through these)
+
+
+def numeric(df, column: str):
+    """Column ``column`` of ``df`` as numbers (NaN where a value is not one, or everywhere when it is absent)."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in df.columns:
+        return pd.Series(np.nan, index=df.index)
+    return pd.to_numeric(df[column], errors="coerce")
+
+
+def truthy(value) -> bool:
+    """A flag read from a table cell: True, 1, "true", "yes", "on" (NaN and None are False)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def grid_runs(df, grid: str, ok: bool = True):
+    """Rows of ``df`` belonging to ``grid`` (the ``;``-joined ``grids`` column), only status ``ok`` by default."""
+    if df is None or len(df) == 0 or "grids" not in df.columns:
+        return df.iloc[0:0] if df is not None else None
+    member = df["grids"].fillna("").astype(str).map(lambda s: grid in s.split(";"))
+    out = df[member]
+    if ok and "status" in out.columns:
+        out = out[out["status"] == "ok"]
+    return out
+
+
+def select_profile(df, profile: str | None):
+    """The rows of ``profile`` (all rows when it is None or the frame has no ``profile`` column)."""
+    if not profile or df is None or "profile" not in df.columns or len(df) == 0:
+        return df
+    return df[df["profile"] == profile]

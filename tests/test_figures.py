@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pqstudy import plots
+from pqstudy import figures
 from pqstudy.config import get_profile
 from pqstudy.runio import write_json
-from pqstudy.study.codebooks import (
+from pqstudy.study.codebook_export import (
     codebook_path,
     export_codebook,
     list_codebooks,
@@ -22,6 +22,7 @@ from pqstudy.study.codebooks import (
     save_codebook,
     subsample_indices,
 )
+from pqstudy.study.grids import GRIDS
 from pqstudy.study.store import run_path, runs_dataframe
 
 SEEDS = (0, 1, 2)
@@ -150,9 +151,9 @@ def _data_axes(fig):
 
 
 def test_make_all_figures_writes_every_figure(results):
-    paths = plots.make_all_figures(results, tsne=False)  # t-SNE: test_tsne_active_entries_are_those_counted
-    assert [p.stem for p in paths] == [n for n in plots.FIGURE_NAMES if n != "codebook_tsne"]
-    assert "rate_matched" in plots.FIGURE_NAMES
+    paths = figures.make_all_figures(results, tsne=False)  # t-SNE: test_tsne_active_entries_are_those_counted
+    assert [p.stem for p in paths] == [n for n in figures.FIGURE_NAMES if n != "codebook_tsne"]
+    assert "rate_matched" in figures.FIGURE_NAMES
     for path in paths:
         assert path.parent == results / "figures" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((results / "figures").glob(".*"))  # no temp files left
@@ -169,7 +170,7 @@ def test_no_axis_mixes_training_lengths(results, df, name):
     and say how many they left out, quality_vs_bits draws one row per length."""
     import matplotlib.pyplot as plt
 
-    fig = plots.make_figure(name, results, df)
+    fig = figures.make_figure(name, results, df)
     try:
         tags = [ax.get_gid() for ax in _data_axes(fig)]
         assert tags and all(t and t.startswith("train.steps=") for t in tags), tags
@@ -190,17 +191,17 @@ def test_mixed_lengths_raise_and_the_longest_are_kept(df):
     import matplotlib.pyplot as plt
 
     mixed = df[df["grids"].str.contains("lc-method-size")]
-    assert plots.training_lengths(mixed) == [200, 800]
-    with pytest.raises(plots.MixedTrainingLengths, match=r"\[200, 800\]"):
-        plots.check_one_length(mixed, "here")
+    assert figures.training_lengths(mixed) == [200, 800]
+    with pytest.raises(figures.MixedTrainingLengths, match=r"\[200, 800\]"):
+        figures.check_one_length(mixed, "here")
     fig, ax = plt.subplots()
-    with pytest.raises(plots.MixedTrainingLengths):
-        plots.mark_axis(ax, mixed, "here")
+    with pytest.raises(figures.MixedTrainingLengths):
+        figures.mark_axis(ax, mixed, "here")
     plt.close(fig)
-    kept, note = plots.one_training_length(mixed, "lc-method-size")
-    assert plots.training_lengths(kept) == [800] and len(kept) == len(mixed) - 4
+    kept, note = figures.one_training_length(mixed, "lc-method-size")
+    assert figures.training_lengths(kept) == [800] and len(kept) == len(mixed) - 4
     assert note == "4 run(s) at 200 steps left out"
-    same, note = plots.one_training_length(kept, "x")
+    same, note = figures.one_training_length(kept, "x")
     assert len(same) == len(kept) and note == ""
 
 
@@ -208,7 +209,7 @@ def test_seed_spread_is_drawn(results, df):
     """Three seeds per point: each point has a min–max whisker and its seeds as faint dots, and the mean is theirs."""
     import matplotlib.pyplot as plt
 
-    fig = plots.plot_psnr_vs_dim(df)
+    fig = figures.plot_psnr_vs_dim(df)
     ax = fig.axes[0]
     whiskers = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
     assert len(whiskers) == 6  # VQ and PQ at D = 8, 16, 32
@@ -226,7 +227,7 @@ def test_seed_spread_is_drawn(results, df):
 def test_psnr_vs_dim_shows_bits_per_position(df):
     import matplotlib.pyplot as plt
 
-    fig = plots.plot_psnr_vs_dim(df)
+    fig = figures.plot_psnr_vs_dim(df)
     labels = sorted(t.get_text() for t in fig.axes[0].texts if t.get_text().endswith(" bits"))
     assert labels == sorted(["10 bits"] * 3 + ["32 bits", "64 bits", "128 bits"])  # VQ K=1024; PQ M=D/2, K=256
     plt.close(fig)
@@ -235,7 +236,7 @@ def test_psnr_vs_dim_shows_bits_per_position(df):
 def test_lc_ablations_are_dot_plots_on_shared_scales(df):
     import matplotlib.pyplot as plt
 
-    fig = plots.plot_lc_ablations(df)
+    fig = figures.plot_lc_ablations(df)
     axes = fig.axes
     assert len(axes) == 6 and not any(ax.patches for ax in axes)  # no bars: nothing to cut
     psnr_row = axes[:3]
@@ -251,7 +252,7 @@ def test_lc_ablations_are_dot_plots_on_shared_scales(df):
 def test_rate_matched_has_one_series_per_method_and_lpips_when_measured(df):
     import matplotlib.pyplot as plt
 
-    fig = plots.plot_rate_matched(df)
+    fig = figures.plot_rate_matched(df)
     assert [ax.get_ylabel().split(" on ")[0] for ax in fig.axes] == ["PSNR", "LPIPS"]
     for ax in fig.axes:
         series = sorted(line.get_label() for line in ax.lines if not line.get_label().startswith("_"))
@@ -260,7 +261,7 @@ def test_rate_matched_has_one_series_per_method_and_lpips_when_measured(df):
     texts = {t.get_text() for t in fig.axes[0].texts}
     assert {"K=1,024", "M=2·K=32", "K=65,536", "M=4·K=16"} <= texts
     plt.close(fig)
-    fig = plots.plot_rate_matched(df.assign(lpips=None))
+    fig = figures.plot_rate_matched(df.assign(lpips=None))
     assert len(fig.axes) == 1
     plt.close(fig)
 
@@ -268,8 +269,8 @@ def test_rate_matched_has_one_series_per_method_and_lpips_when_measured(df):
 def test_reconstructions_are_labelled_by_method_k_d(results, df):
     import matplotlib.pyplot as plt
 
-    chosen = plots.default_recon_runs(results, df)
-    fig = plots.plot_reconstructions(results, chosen, df=df)
+    chosen = figures.default_recon_runs(results, df)
+    fig = figures.plot_reconstructions(results, chosen, df=df)
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles[0] == "VQ K=1,024 D=32 · seed 0 · 800 steps"
     assert titles[1] == "PQ M=16 K=256 D=32 · seed 0 · 800 steps"  # the 800-step run, not the stale 200-step one
@@ -279,7 +280,7 @@ def test_reconstructions_are_labelled_by_method_k_d(results, df):
 
 
 def test_codebook_figures_pick_vq_fc_vq_ema_lc_at_two_sizes_seed_0(results, df):
-    chosen = plots.default_codebook_runs(results, df)
+    chosen = figures.default_codebook_runs(results, df)
     rows = df.set_index("run_id").loc[chosen]
     assert list(zip(rows["quantizer.kind"], rows["quantizer.codebook_size"].astype(int), strict=True)) == [
         ("vq-fc", 1024), ("vq-ema", 1024), ("lc", 1024), ("vq-fc", 100_000), ("vq-ema", 100_000), ("lc", 100_000)]
@@ -288,22 +289,22 @@ def test_codebook_figures_pick_vq_fc_vq_ema_lc_at_two_sizes_seed_0(results, df):
 
 def test_usage_counts_prefer_the_train_pass():
     eval_counts, train_pass = np.array([[0, 3, 1]]), np.array([[2, 0, 0]])
-    counts, split = plots.usage_counts({"eval_counts": eval_counts})
+    counts, split = figures.usage_counts({"eval_counts": eval_counts})
     assert split == "eval split" and np.array_equal(counts, eval_counts)
-    counts, split = plots.usage_counts({"eval_counts": eval_counts, "train_pass_counts": train_pass})
+    counts, split = figures.usage_counts({"eval_counts": eval_counts, "train_pass_counts": train_pass})
     assert split == "train split" and np.array_equal(counts, train_pass)
     with pytest.raises(KeyError, match="train_pass_counts"):
-        plots.usage_counts({"vectors": np.zeros((2, 2))})
+        figures.usage_counts({"vectors": np.zeros((2, 2))})
 
 
 def test_tsne_active_entries_are_those_counted(results, df):
     """Active / inactive in the t-SNE panel are exactly the shown entries with a count > 0 (usage_counts)."""
     import matplotlib.pyplot as plt
 
-    rid = plots.default_codebook_runs(results, df)[0]
+    rid = figures.default_codebook_runs(results, df)[0]
     book = load_codebook(results, rid)
-    counts = plots.usage_counts(book)[0][0][book["indices"]]
-    fig = plots.plot_codebook_tsne(results, [rid], max_points=40, df=df)
+    counts = figures.usage_counts(book)[0][0][book["indices"]]
+    fig = figures.plot_codebook_tsne(results, [rid], max_points=40, df=df)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == [f"inactive ({(counts == 0).sum()})", f"active ({(counts > 0).sum()})"]
     assert fig.axes[0].get_title().startswith("VQ-FC K=1,024 D=8 D′=4 · seed 0")
@@ -313,7 +314,7 @@ def test_tsne_active_entries_are_those_counted(results, df):
 def test_utilisation_per_epoch_shows_the_smallest_and_largest_size_with_seed_bands(results, df):
     import matplotlib.pyplot as plt
 
-    fig = plots.plot_utilisation_per_epoch(results, df=df)
+    fig = figures.plot_utilisation_per_epoch(results, df=df)
     axes = _data_axes(fig)
     assert [ax.get_title() for ax in axes] == ["K = 1,024", "K = 100,000"]
     assert all(len(ax.collections) == 4 for ax in axes)  # a seed band per method
@@ -322,22 +323,24 @@ def test_utilisation_per_epoch_shows_the_smallest_and_largest_size_with_seed_ban
 
 
 def test_figures_are_skipped_without_data(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="pqstudy.plots"):
-        assert plots.make_all_figures(tmp_path) == []
+    with caplog.at_level(logging.INFO, logger="pqstudy.figures"):
+        assert figures.make_all_figures(tmp_path) == []
     assert "figure psnr_vs_dim skipped" in caplog.text
-    with pytest.raises(plots.NoData):
-        plots.plot_psnr_vs_dim(runs_dataframe(tmp_path))
-    with pytest.raises(plots.NoData):
-        plots.plot_rate_matched(runs_dataframe(tmp_path))
+    with pytest.raises(figures.NoData):
+        figures.plot_psnr_vs_dim(runs_dataframe(tmp_path))
+    with pytest.raises(figures.NoData):
+        figures.plot_rate_matched(runs_dataframe(tmp_path))
 
 
 def test_grid_figures_cover_every_grid(results, df):
     import matplotlib.pyplot as plt
 
-    for grid, names in plots.GRID_FIGURES.items():
-        figures = plots.grid_figures(results, grid, df)
-        assert len(figures) == len(names), grid
-        for fig in figures:
+    for grid in GRIDS:
+        names = figures.grid_figure_names(grid)
+        assert names, grid
+        made = figures.grid_figures(results, grid, df)
+        assert len(made) == len(names), grid  # every figure of the grid has data in the fake study
+        for fig in made:
             plt.close(fig)
 
 
@@ -351,11 +354,11 @@ def test_subsample_indices_are_seeded_and_sorted():
                          ids=["vq", "pq"])
 def test_export_codebook_from_a_real_run(tmp_path, overrides):
     from pqstudy.config import apply_overrides, get_profile
-    from pqstudy.train import train
+    from pqstudy.train_eval import train_and_evaluate
 
     cfg = apply_overrides(get_profile("smoke"), {"train.steps": "3", "train.eval_limit": "16",
                                                  "train.eval_metrics": "", "train.history_every": "1", **overrides})
-    train(cfg, tmp_path / "run", progress=False)
+    train_and_evaluate(cfg, tmp_path / "run", progress=False)
     path = export_codebook(tmp_path / "run", tmp_path / "results", max_entries=40, seed=1)
     assert path == tmp_path / "results" / "codebooks" / f"{cfg.run_id}.npz"
     assert list_codebooks(tmp_path / "results") == [cfg.run_id]
@@ -368,13 +371,13 @@ def test_export_codebook_from_a_real_run(tmp_path, overrides):
     assert np.array_equal(book["indices"], subsample_indices(64, 40, seed=1))
     assert book["meta"]["run_id"] == cfg.run_id and book["meta"]["num_codebooks"] == m
 
-    from pqstudy.evaluate import load_model
+    from pqstudy.models.checkpoint import load_model
 
     model, _ = load_model(tmp_path / "run")
     sub = model.quantizer.subquantizers[0] if overrides else model.quantizer
     expected = sub.codebook().detach().numpy()[book["indices"]]
     assert np.allclose(book["vectors"].astype(np.float32), expected, atol=1e-2, rtol=1e-2)
-    fig = plots.plot_codebook_tsne(tmp_path / "results", [cfg.run_id], max_points=30)
+    fig = figures.plot_codebook_tsne(tmp_path / "results", [cfg.run_id], max_points=30)
     assert len(fig.axes) >= 2
 
 
@@ -409,3 +412,80 @@ def test_export_codebook_of_an_lc_run_projects_the_stored_bank(tmp_path, kind):
     assert book["vectors"].shape == (20, 8 // m)
     assert np.allclose(book["vectors"].astype(np.float32), expected, atol=1e-2, rtol=1e-2)
     assert book["eval_counts"].shape == (m, 50) and book["train_counts"].shape == (2, m, 50)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the registry, and the data each figure plots
+
+
+def test_registry_lists_every_figure_once_with_its_grids():
+    assert figures.FIGURE_NAMES == tuple(figures.FIGURES)
+    for name, entry in figures.FIGURES.items():
+        assert entry.name == name and entry.description and set(entry.grids) <= set(GRIDS), name
+        assert figures.FIGURE_DESCRIPTIONS[name] == entry.description
+    assert [n for n, e in figures.FIGURES.items() if e.slow] == ["codebook_tsne"]
+
+
+def test_registering_a_figure_twice_or_with_an_unknown_source_fails():
+    with pytest.raises(ValueError, match="psnr_vs_dim.*registered twice"):
+        figures.figure("psnr_vs_dim", description="x")(lambda df: None)
+    with pytest.raises(ValueError, match="reads='checkpoints'"):
+        figures.figure("new", description="x", reads="checkpoints")
+    assert "new" not in figures.FIGURES
+
+
+def _ok800(df, grid):
+    return df[df["grids"].str.contains(grid) & (df["train.steps"] == 800) & (df["status"] == "ok")]
+
+
+def _line(ax, label):
+    return next(line for line in ax.lines if line.get_label() == label)
+
+
+def test_utilisation_vs_codebook_size_plots_each_methods_mean(df):
+    import matplotlib.pyplot as plt
+
+    fig = figures.plot_utilisation_vs_codebook_size(df)
+    runs = _ok800(df, "lc-method-size")
+    for kind, label in (("vq", "VQ"), ("lc", "LC"), ("vq-ema", "VQ-EMA")):
+        expected = 100 * runs[runs["quantizer.kind"] == kind].groupby("quantizer.codebook_size")["utilisation"].mean()
+        assert _line(fig.axes[0], label).get_ydata() == pytest.approx(expected.to_numpy()), kind
+    plt.close(fig)
+
+
+def test_psnr_vs_codebook_size_plots_pqs_mean_per_k(df):
+    import matplotlib.pyplot as plt
+
+    fig = figures.plot_psnr_vs_codebook_size(df)
+    line = fig.axes[0].lines[0]
+    expected = _ok800(df, "pq-codebook-size").groupby("quantizer.codebook_size")["psnr"].mean()
+    assert list(line.get_xdata()) == [16, 64, 256, 1024]
+    assert line.get_ydata() == pytest.approx(expected.to_numpy())
+    plt.close(fig)
+
+
+def test_lc_ablations_plot_each_variants_mean(df):
+    import matplotlib.pyplot as plt
+
+    fig = figures.plot_lc_ablations(df)
+    runs = _ok800(df, "lc-init")
+    means = runs.groupby("quantizer.lc_init")["psnr"].mean()
+    order = ("uniform", "feature-normal", "select", "kmeans")  # the x order of the init panel
+    assert fig.axes[0].lines[0].get_ydata() == pytest.approx([means[i] for i in order])
+    util = runs.groupby("quantizer.lc_init")["utilisation"].mean()
+    assert fig.axes[3].lines[0].get_ydata() == pytest.approx([100 * util[i] for i in order])  # utilisation row
+    plt.close(fig)
+
+
+def test_quality_vs_bits_plots_each_configurations_mean(df):
+    import matplotlib.pyplot as plt
+
+    fig = figures.plot_quality_vs_bits(df)
+    psnr_800 = next(ax for ax in fig.axes if ax.get_gid() == "train.steps=800" and ax.get_ylabel().startswith("PSNR"))
+    points = {(round(x, 6), round(y, 6)) for c in psnr_800.collections if c.__class__.__name__ == "PathCollection"
+              for x, y in c.get_offsets()}
+    runs = _ok800(df, "pq-subspaces")
+    for m, group in runs.groupby("quantizer.subspaces"):
+        x = group["bits_per_position"].iloc[0]
+        assert (round(x, 6), round(group["psnr"].mean(), 6)) in points, m
+    plt.close(fig)

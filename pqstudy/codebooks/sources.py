@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pqstudy.data import to_model_space
-from pqstudy.metrics.weights import hf_hub_cache
+from pqstudy.models.checkpoint import load_model
+from pqstudy.offline import hf_hub_cache, no_network
 
 __all__ = [
     "ClipFeatures",
@@ -129,8 +130,6 @@ class EncoderFeatures(FeatureSource):
     @property
     def model(self):
         if self._model is None:
-            from pqstudy.evaluate import load_model  # late import: evaluate → models → quantizers → this module
-
             model, _ = load_model(self.run_dir, device=self.device)
             model.requires_grad_(False)
             self._model = model.eval()
@@ -233,8 +232,6 @@ class ClipFeatures(FeatureSource):
 
     def __init__(self, spec: str, device: str | torch.device = "cpu", batch_size: int = 64):
         import open_clip
-
-        from pqstudy.metrics.weights import no_network
 
         self.spec = spec
         self.model_name, self.pretrained = parse_clip_spec(spec)

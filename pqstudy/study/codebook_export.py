@@ -54,23 +54,6 @@ def subsample_indices(size: int, max_entries: int, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(size, size=max_entries, replace=False)).astype(np.int64)
 
 
-def _load_quantizer(run_dir: Path):
-    """The trained quantiser of a run directory and the run's config, without building the rest of the model (an
-    ``lc`` codebook is restored from the checkpoint, not rebuilt from data)."""
-    from pqstudy.config import from_dict
-    from pqstudy.quantizers import build_quantizer
-    from pqstudy.runio import load_checkpoint, read_json
-
-    cfg = from_dict(read_json(run_dir / "config.json"))
-    if cfg.model.kind != "quantized":
-        raise ValueError(f"{run_dir}: a continuous model ({cfg.model.kind}) has no codebook")
-    quantizer = build_quantizer(cfg.quantizer, cfg.data, cfg.train.seed, init_codebook=False)
-    state = load_checkpoint(run_dir)["model"]
-    prefix = "quantizer."
-    quantizer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-    return quantizer.eval(), cfg
-
-
 def lookup_codebook(quantizer, indices: np.ndarray | None = None) -> np.ndarray:
     """Vectors of sub-codebook 0 in lookup space, (n, d) float32, for ``indices`` (None: every entry)."""
     import torch
@@ -100,13 +83,15 @@ def export_codebook(run_dir: str | os.PathLike, results_dir: str | os.PathLike =
                     seed: int = 0) -> Path:
     """Write ``<results_dir>/codebooks/<run_id>.npz`` from a finished quantised run directory; returns its path.
 
-    Needs ``config.json``, ``checkpoint.pt`` and ``usage.npz`` (written by ``pqstudy.train.train``).
+    Needs ``config.json``, ``checkpoint.pt`` and ``usage.npz`` (written by ``pqstudy.train_eval.train_and_evaluate``).
     """
     run_dir = Path(run_dir)
     usage_file = run_dir / "usage.npz"
     if not usage_file.exists():
         raise FileNotFoundError(f"{usage_file} does not exist: export_codebook needs a finished quantised run")
-    quantizer, cfg = _load_quantizer(run_dir)
+    from pqstudy.models.checkpoint import load_quantizer
+
+    quantizer, cfg = load_quantizer(run_dir)
     with np.load(usage_file) as usage:
         eval_counts = np.asarray(usage["eval_counts"])
         train_counts = np.asarray(usage["train_counts"]) if "train_counts" in usage.files else None
@@ -161,7 +146,7 @@ def load_codebook(results_dir: str | os.PathLike, rid: str) -> dict:
     exported codebook (FileNotFoundError if absent)."""
     path = codebook_path(results_dir, rid)
     if not path.exists():
-        raise FileNotFoundError(f"no exported codebook for run {rid} at {path} (see pqstudy.study.codebooks)")
+        raise FileNotFoundError(f"no exported codebook for run {rid} at {path} (see pqstudy.study.codebook_export)")
     with np.load(path, allow_pickle=False) as data:
         out = {name: np.asarray(data[name]) for name in ARRAYS}
         out.update({name: np.asarray(data[name]) for name in OPTIONAL_ARRAYS if name in data.files})
