@@ -16,7 +16,6 @@ import typing
 from dataclasses import dataclass, field
 
 SECTIONS = ("data", "model", "quantizer", "loss", "train")
-DATASETS = ("cifar10", "photos", "imagenet", "ffhq")  # plus "folder:<path>"
 MODEL_KINDS = ("quantized", "ae", "kl")
 LR_SCHEDULES = ("constant", "cosine")
 REC_LOSSES = ("l1", "l2")

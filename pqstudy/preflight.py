@@ -4,7 +4,7 @@
 names that live where things are defined, and the ``lc`` feature source, are checked here, one layer up:
 
 - ``quantizer.kind`` / ``quantizer.sub_kind`` against the quantiser registry (:data:`pqstudy.quantizers.QUANTIZERS`);
-- ``data.name`` against the datasets (``cifar10``, ``photos``, ``imagenet``, ``ffhq`` or ``folder:<path>``);
+- ``data.name`` against the dataset registry (:func:`pqstudy.data.check_config`);
 - ``quantizer.lc_source``'s form, and with ``projector=none`` its feature dim C against the lookup dim D′.
 
 Every entry point that starts work calls it: :func:`pqstudy.train.train`, the sweep runner before each run, and the
@@ -14,7 +14,8 @@ Every entry point that starts work calls it: :func:`pqstudy.train.train`, the sw
 from __future__ import annotations
 
 from pqstudy.codebooks.sources import source_feature_dim
-from pqstudy.config import DATASETS, RunConfig, lookup_dim, require, validate
+from pqstudy.config import RunConfig, lookup_dim, require, validate
+from pqstudy.data import check_config
 from pqstudy.quantizers import QUANTIZERS, uses_lc
 
 LC_SOURCE_PREFIXES = ("encoder:", "clip:")
@@ -24,15 +25,10 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     """``config.validate`` plus the registry, dataset and feature-source checks; returns ``cfg``. Raises
     :class:`pqstudy.config.ConfigError` naming the field and the value."""
     validate(cfg)
-    _check_data_name(cfg.data.name)
+    check_config(cfg.data)
     _check_quantizer_kinds(cfg.quantizer)
     _check_lc_source(cfg.quantizer)
     return cfg
-
-
-def _check_data_name(name: str) -> None:
-    require(name in DATASETS or (name.startswith("folder:") and len(name) > len("folder:")),
-            "data.name", name, f"unknown dataset; choose one of {list(DATASETS)} or folder:<path>")
 
 
 def _check_quantizer_kinds(q) -> None:
