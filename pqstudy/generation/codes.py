@@ -161,7 +161,13 @@ def extract_codes(run_dir: str | os.PathLike, split: str, what: str, *, batch_si
 
 
 def encode(model: torch.nn.Module, x: Tensor, what: str) -> Tensor:
-    """Images (B, 3, H, W) in [-1, 1] → the ``what`` codes of ``model`` (eval mode)."""
+    """Images (B, 3, H, W) in [-1, 1] → the ``what`` codes of ``model`` (eval mode), contiguous: a channels-last
+    latent (the model's memory format on CPU) would train to other numbers than the same values read from the codes
+    file."""
+    return _encode(model, x, what).contiguous()
+
+
+def _encode(model: torch.nn.Module, x: Tensor, what: str) -> Tensor:
     if what == "indices":
         _, quant = model.encode(x)
         return quant.indices.flatten(2).long()  # (B, M, h, w) → (B, M, T)

@@ -56,12 +56,11 @@ def sampling_settings(cfg: GenRunConfig) -> dict:
 
 def _sample_codes(cfg: GenRunConfig, model, scaler, y: Tensor | None, n: int, generator: torch.Generator) -> Tensor:
     g = cfg.gen
-    if y is None:
-        y = torch.zeros(n, dtype=torch.long)  # unconditional: the label is ignored
-    if g.kind == "ar":
-        return model.generate(y, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_scale=g.cfg_scale,
-                              generator=generator)
-    z = model.generate(y, steps=g.sample_steps, solver=g.solver, cfg_scale=g.cfg_scale, generator=generator)
+    if g.kind == "ar":  # an unconditional prior (y None) takes the sample count
+        return model.generate(y, num_samples=n, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
+                              cfg_scale=g.cfg_scale, generator=generator)
+    z = model.generate(n if y is None else y, steps=g.sample_steps, solver=g.solver, cfg_scale=g.cfg_scale,
+                       generator=generator)  # an unconditional flow model takes the sample count
     return scaler.inverse(z)
 
 
@@ -125,26 +124,17 @@ def study_classifier(data: DataConfig):
                           cache_dir=cache_dir().parent / "classifiers")
 
 
-@torch.no_grad()
-def _features(classifier, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
-    feats, logits = [], []
-    for chunk in images.split(batch_size):
-        f = classifier.features(chunk)
-        feats.append(f)
-        logits.append(classifier.head(f) if hasattr(classifier, "head") else classifier(chunk))
-    return torch.cat(feats), torch.cat(logits)
-
-
 def classifier_metrics(classifier, test_images: Tensor, samples: Tensor, labels: Tensor | None,
                        train_images: Tensor, train_labels: Tensor | None, reconstructions: Tensor) -> dict:
     """Samples, training images and reconstructions, each against the test split in the classifier's space."""
+    from pqstudy.metrics.classifier import classify
     from pqstudy.metrics.sample_quality import sample_metrics
 
-    real, _ = _features(classifier, test_images)
+    real, _ = classify(classifier, test_images)
     out = {}
     for prefix, images, y in (("", samples, labels), ("real_", train_images, train_labels),
                               ("recon_", reconstructions, train_labels)):
-        fake, logits = _features(classifier, images)
+        fake, logits = classify(classifier, images)
         scores = sample_metrics(real, fake, fake_logits=logits, fake_labels=y)
         out.update({f"{prefix}{k}": v for k, v in scores.items()})
     return out

@@ -171,14 +171,15 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
         sched.step()
         step += 1
         wall += time.perf_counter() - started
-        window.append(float(loss))
+        value = loss.item()
+        window.append(value)
         if step % HISTORY_EVERY == 0 or step == g.steps:
             history.append({"step": step, "loss": sum(window) / len(window), "lr": sched.get_last_lr()[0]})
             window = []
         if g.ckpt_every and step % g.ckpt_every == 0:
             save_checkpoint()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     bar.close()
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:

@@ -18,7 +18,6 @@ from pqstudy.runio import read_json
 from pqstudy.study.notebook import REPO_ROOT, SCRATCH, _source, notebook_from_cells
 
 GEN_NOTEBOOK = REPO_ROOT / "notebooks" / "generation.ipynb"
-SAMPLES_SUBDIR = "samples"  # <results>/samples/<run_id>.png: a generation run's sample grid
 
 EXTRA_PARAMETERS = {
     "tokenizer_dir": ("None", "the tokenizer's run directory (a finished `pqstudy train` run)"),
@@ -61,9 +60,9 @@ run goes to `scratch/` (git-ignored)."""),
 import matplotlib.pyplot as plt
 
 from pqstudy.generation.run import train_and_evaluate_generator
-from pqstudy.study.generation_notebook import gen_config_from_namespace, sample_grid, save_samples_figure
+from pqstudy.study.generation_notebook import gen_config_from_namespace, sample_grid
 from pqstudy.study.notebook import metrics_table, plot_history, resolve
-from pqstudy.study.store import record_run
+from pqstudy.study.store import record_run, save_samples_figure
 from pqstudy.train import load_history
 
 cfg = gen_config_from_namespace(globals())
@@ -173,17 +172,6 @@ def sample_grid(run_dir: str | os.PathLike, cfg: GenRunConfig, per_class: int = 
     fig.suptitle(f"{generator_label(cfg)} · {tokenizer_label(cfg)}\n{setting} · seed {g.seed}", fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def samples_figure_path(results_dir: str | os.PathLike, rid: str) -> Path:
-    return Path(results_dir) / SAMPLES_SUBDIR / f"{rid}.png"
-
-
-def save_samples_figure(fig, results_dir: str | os.PathLike, rid: str) -> Path:
-    path = samples_figure_path(results_dir, rid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
 
 
 if __name__ == "__main__":

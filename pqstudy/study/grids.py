@@ -316,7 +316,7 @@ def gen_ar(profile: str) -> list[RunConfig | GenRunConfig]:
     vq, pq, lc = (_vq(profile, dim, 2**bits, seed), _pq(profile, dim, 2 ** (bits // m), m, seed),
                   _lc(profile, 2**bits, seed, **_dprime(profile, dim)))
     large = [_lc_family(profile, kind, gs.lc_large, seed) for kind in ("vq-fc", "vq-ema", "lc")]
-    tokenizers = [vq, pq, lc, *large]
+    tokenizers = list({tok.run_id: tok for tok in (vq, pq, lc, *large)}.values())  # smoke: LC's K may repeat
     gens = [_gen(profile, tok, "ar", headline=tok in (vq, pq, lc)) for tok in tokenizers]
     return [*tokenizers, *gens, _gen(profile, pq, "ar", head="flat")]
 

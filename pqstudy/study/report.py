@@ -17,7 +17,14 @@ from pathlib import Path
 
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import FIGURES_SUBDIR, numeric, select_profile
-from pqstudy.study.tables import NOT_APPLICABLE, TABLE_METRICS, frame_markdown, grid_table, markdown_table
+from pqstudy.study.tables import (
+    NOT_APPLICABLE,
+    TABLE_METRICS,
+    frame_markdown,
+    generation_table,
+    grid_table,
+    markdown_table,
+)
 from pqstudy.study.verdicts import all_verdicts
 from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
 from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
@@ -276,7 +283,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
         doc = _grid_doc(name)
         if doc:
             out += [doc, ""]
-        table, notes = grid_table(df, name)
+        table, notes = (generation_table if name.startswith("gen-") else grid_table)(df, name)
         if len(table) == 0:
             out += ["No ok runs recorded.", ""]
             continue

@@ -30,6 +30,7 @@ RUNS_CSV = "runs.csv"
 FIGURES_SUBDIR = "figures"  # <results>/figures/<name>.png: written by pqstudy.figures, linked from the report
 RECON_SUBDIR = "recon"  # <results>/recon/<run_id>.png: a run's reconstruction grid (save_reconstruction)
 RECON_DPI = 120
+SAMPLES_SUBDIR = "samples"  # <results>/samples/<run_id>.png: a generation run's sample grid (save_samples_figure)
 STATUSES = ("ok", "failed")
 REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
@@ -59,6 +60,18 @@ def save_reconstruction(fig, results_dir: str | os.PathLike, rid: str) -> Path:
     """Save a run's reconstruction-grid figure as ``results/recon/<run_id>.png`` (the reconstructions figure shows
     it)."""
     path = recon_path(results_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
+    return path
+
+
+def samples_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    """Where a generation run's sample grid is saved (by the generation notebook, through ``save_samples_figure``)."""
+    return Path(results_dir) / SAMPLES_SUBDIR / f"{rid}.png"
+
+
+def save_samples_figure(fig, results_dir: str | os.PathLike, rid: str) -> Path:
+    path = samples_path(results_dir, rid)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
     return path
