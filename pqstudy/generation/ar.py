@@ -233,6 +233,8 @@ class TokenGPT(nn.Module):
         ``eval()`` first when ``dropout`` > 0 (the mode is left as it is)."""
         cfg = self.cfg
         _check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+        if not math.isfinite(cfg_scale):
+            raise ValueError(f"cfg_scale={cfg_scale!r}: must be a finite number (1 = no guidance)")
         if cfg_scale != 1.0 and not cfg.num_classes:
             raise ValueError(f"cfg_scale={cfg_scale!r}: guidance needs a class-conditional model (num_classes=0)")
         if y is None:
