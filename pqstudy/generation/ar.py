@@ -54,7 +54,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128  # C; a multiple of n_head
-    dropout: float = 0.0  # embeddings, attention and residual branches; 0: the study's models are small, data large
+    dropout: float = 0.0  # embeddings, attention, residual branches; 0: the study trains too few epochs to overfit
     head: str = "factorised"  # "factorised": M softmaxes per position, T steps; "flat": exact chain rule, T·M steps
     class_dropout: float = 0.1  # P(label → null class) per image in training: one model learns p(x|y) and p(x)
 
