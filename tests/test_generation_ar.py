@@ -293,6 +293,7 @@ def test_the_gpt_l_preset_is_llamagen_scale():
         (lambda m: m.generate(torch.tensor([0]), temperature=0.0), "temperature=0.0"),
         (lambda m: m.generate(torch.tensor([0]), temperature=-1.0), "temperature=-1.0"),
         (lambda m: m.generate(torch.tensor([0, 1]), num_samples=3), "num_samples=3"),
+        (lambda m: m.generate(torch.tensor([0]), cfg_scale=math.nan), "cfg_scale=nan"),
     ],
 )
 def test_bad_input_names_the_argument(call, match):

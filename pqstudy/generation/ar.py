@@ -54,7 +54,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128  # C; a multiple of n_head
-    dropout: float = 0.0  # embeddings, attention and residual branches; 0: the study's models are small, data large
+    dropout: float = 0.0  # embeddings, attention, residual branches; 0: the study trains too few epochs to overfit
     head: str = "factorised"  # "factorised": M softmaxes per position, T steps; "flat": exact chain rule, T·M steps
     class_dropout: float = 0.1  # P(label → null class) per image in training: one model learns p(x|y) and p(x)
 
@@ -233,44 +233,41 @@ class TokenGPT(nn.Module):
         ``eval()`` first when ``dropout`` > 0 (the mode is left as it is)."""
         cfg = self.cfg
         _check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+        if not math.isfinite(cfg_scale):
+            raise ValueError(f"cfg_scale={cfg_scale!r}: must be a finite number (1 = no guidance)")
         if cfg_scale != 1.0 and not cfg.num_classes:
             raise ValueError(f"cfg_scale={cfg_scale!r}: guidance needs a class-conditional model (num_classes=0)")
-        if y is None:
-            if cfg.num_classes:
-                raise ValueError(f"y=None: the model is class-conditional (num_classes={cfg.num_classes})")
-            if not isinstance(num_samples, int) or num_samples < 1:
-                raise ValueError(f"num_samples={num_samples!r}: give a positive count when y is None")
-            B = num_samples
-        elif not isinstance(y, Tensor) or y.dim() != 1:
-            raise ValueError(f"y={y!r}: expected a (B,) tensor of labels")
-        elif num_samples is not None and num_samples != y.shape[0]:
-            raise ValueError(f"num_samples={num_samples!r} differs from the {y.shape[0]} labels in y")
-        else:
-            B = y.shape[0]
+        B = self._sample_count(y, num_samples)
         labels = self._labels(y, B)
         guided = cfg_scale != 1.0
-        if guided:
+        if guided:  # rows B.. are the same images under the null class
             labels = torch.cat([labels, torch.full_like(labels, cfg.null_class)])
-        device = self.pos_emb.weight.device
-        x = torch.zeros(labels.shape[0], cfg.subspaces, cfg.positions, dtype=torch.long, device=device)
+        x = torch.zeros(labels.shape[0], cfg.subspaces, cfg.positions, dtype=torch.long, device=labels.device)
         caches: list[list[Tensor]] = [[] for _ in self.blocks]
         for i in range(cfg.steps):
-            h = self._transformer(self._element(x, labels, i), caches)[:, -1]  # (B', C)
-            if cfg.head == "factorised":
-                logits = self.head(h).view(h.shape[0], cfg.subspaces, cfg.vocab_size)
-            else:
-                logits = self._head_of(h, i % cfg.subspaces)[:, None]  # (B', 1, K)
+            logits = self._step_logits(x, labels, i, caches)
             if guided:
                 cond, uncond = logits.chunk(2)
                 logits = uncond + cfg_scale * (cond - uncond)
             codes = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-            if guided:
-                codes = codes.repeat(2, 1)
-            if cfg.head == "factorised":
-                x[:, :, i] = codes
-            else:
-                x[:, i % cfg.subspaces, i // cfg.subspaces] = codes[:, 0]
+            self._write(x, i, codes.repeat(2, 1) if guided else codes)
         return x[:B]
+
+    def _step_logits(self, x: Tensor, y: Tensor, i: int, caches: list[list[Tensor]]) -> Tensor:
+        """Step i of sampling: feed sequence element i through the cached transformer → the logits of (sub-)token i,
+        (B, M, K) factorised, (B, 1, K) flat."""
+        h = self._transformer(self._element(x, y, i), caches)[:, -1]  # (B, C)
+        if self.cfg.head == "factorised":
+            return self.head(h).view(h.shape[0], self.cfg.subspaces, self.cfg.vocab_size)
+        return self._head_of(h, i % self.cfg.subspaces)[:, None]
+
+    def _write(self, x: Tensor, i: int, codes: Tensor) -> None:
+        """Store the codes sampled at step i into x (B, M, T): position i (factorised) or sub-token i (flat)."""
+        if self.cfg.head == "factorised":
+            x[:, :, i] = codes
+        else:
+            t, m = divmod(i, self.cfg.subspaces)
+            x[:, m, t] = codes[:, 0]
 
     def _element(self, x: Tensor, y: Tensor, i: int) -> Tensor:
         """(B, 1, C): sequence element i of ``_inputs`` alone (the class token, or the (sub-)token before step i)."""
@@ -284,6 +281,20 @@ class TokenGPT(nn.Module):
         return self.drop(emb + self.pos_emb.weight[i])[:, None]
 
     # ---- input checks
+
+    def _sample_count(self, y: Tensor | None, num_samples: int | None) -> int:
+        """B for ``generate``: the number of labels, or ``num_samples`` when an unconditional model gets y=None."""
+        if y is None:
+            if self.cfg.num_classes:
+                raise ValueError(f"y=None: the model is class-conditional (num_classes={self.cfg.num_classes})")
+            if not isinstance(num_samples, int) or num_samples < 1:
+                raise ValueError(f"num_samples={num_samples!r}: give a positive count when y is None")
+            return num_samples
+        if not isinstance(y, Tensor) or y.dim() != 1:
+            raise ValueError(f"y={y!r}: expected a (B,) tensor of labels")
+        if num_samples is not None and num_samples != y.shape[0]:
+            raise ValueError(f"num_samples={num_samples!r} differs from the {y.shape[0]} labels in y")
+        return y.shape[0]
 
     def _check_indices(self, x: Tensor, name: str) -> None:
         cfg = self.cfg
