@@ -1,0 +1,1 @@
+"""Generators on tokens and latents: an autoregressive prior and a latent diffusion (flow-matching) model."""
