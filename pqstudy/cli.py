@@ -7,6 +7,7 @@ import json
 import sys
 
 from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set
+from pqstudy.config import from_dict as config_from_dict
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -51,9 +52,7 @@ def cmd_generate(args) -> int:
     if not config_file.is_file():
         raise FileNotFoundError(f"--tokenizer {args.tokenizer}: no config.json there (not a `pqstudy train` run "
                                 "directory)")
-    from pqstudy.config import from_dict
-
-    tokenizer = from_dict({k: v for k, v in read_json(config_file).items() if k != "run_id"})
+    tokenizer = config_from_dict({k: v for k, v in read_json(config_file).items() if k != "run_id"})
     cfg = validate_gen(GenRunConfig(tokenizer, apply_gen_overrides(GenConfig(), parse_set(args.set))))
     check_generation_run(cfg, args.tokenizer)
     out = args.out or str(Path("scratch/runs") / cfg.run_id)

@@ -8,9 +8,14 @@ import nbformat
 import pandas as pd
 import pytest
 
-from pqstudy.config import apply_overrides, get_profile
+from pqstudy.config import get_profile
 from pqstudy.generation.config import GenConfig, GenRunConfig
-from pqstudy.study.generation_notebook import GEN_NOTEBOOK, build_notebook, gen_config_from_namespace, gen_parameter_names
+from pqstudy.study.generation_notebook import (
+    GEN_NOTEBOOK,
+    build_notebook,
+    gen_config_from_namespace,
+    gen_parameter_names,
+)
 from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC
 from pqstudy.study.verdicts import CLAIMS
 
@@ -47,7 +52,8 @@ def test_the_runner_finishes_tokenizers_before_generators(monkeypatch):
     from pqstudy.study import runner
 
     phases = []
-    monkeypatch.setattr(runner, "_execute_phase", lambda todo, jobs, tally: phases.append([j["run_id"] for _, j in todo]))
+    monkeypatch.setattr(runner, "_execute_phase",
+                        lambda todo, jobs, tally: phases.append([job["run_id"] for _, job in todo]))
     tok = get_profile("smoke")
     gen = GenRunConfig(tok, GenConfig(size="tiny"))
     todo = [(1, {"run_id": gen.run_id, "phase": 1}), (2, {"run_id": tok.run_id, "phase": 0})]

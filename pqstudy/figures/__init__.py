@@ -14,7 +14,7 @@ skips the others with a logged note. The rules every figure keeps are in ``commo
 | ``rate`` | ``rate_matched`` (VQ, PQ and LC at equal bits per position), ``quality_vs_bits`` (every configuration) |
 | ``lc`` | ``lc_ablations`` (LC init, projector and projected dim D′: PSNR and utilisation, dot plots) |
 | ``recon`` | ``reconstructions`` (the grids the train_eval notebook saves, labelled by run) |
-| ``generation`` | ``generation_samples``, ``generation_fd_vs_rate``, ``generation_fd_vs_cost`` (``gen-ar``, ``gen-diffusion``) |
+| ``generation`` | ``generation_samples``, ``generation_fd_vs_rate``, ``generation_fd_vs_cost`` (gen grids) |
 
 A new figure is one function with ``@figure(name, description=..., grids=...)`` (``registry``) in its family's module
 (a new family: a module imported below), and a test of the data it plots.

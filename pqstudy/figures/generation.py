@@ -37,7 +37,8 @@ def plot_generation_samples(results_dir, df=None, limit: int = 8):
 
     df = runs_dataframe(results_dir) if df is None else df
     runs = _gen_runs(df)
-    ids = [rid for rid in runs.sort_values(["gen.kind", "run_id"])["run_id"] if samples_path(results_dir, rid).is_file()]
+    ordered = runs.sort_values(["gen.kind", "run_id"])["run_id"]
+    ids = [rid for rid in ordered if samples_path(results_dir, rid).is_file()]
     if not ids:
         raise NoData("no sample grid under results/samples")
     ids = ids[:limit]

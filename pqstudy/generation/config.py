@@ -35,7 +35,7 @@ class GenConfig:
     steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
-    lr_schedule: str = "cosine"  # constant | cosine: linear warm-up, then constant or cosine decay to 0 (train.lr_factor)
+    lr_schedule: str = "cosine"  # constant | cosine: linear warm-up, then constant or cosine to 0 (train.lr_factor)
     warmup_steps: int = 100
     weight_decay: float = 0.0
     class_dropout: float = 0.1  # labels replaced by the null class in training: what classifier-free guidance needs
@@ -136,7 +136,8 @@ def gen_from_params(params: dict) -> GenRunConfig:
                           f"RunConfig.to_dict()), got {params.get('tokenizer_config')!r}")
     prefix = GEN_SECTION + "_"
     overrides = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix) and v is not None}
-    return validate_gen(GenRunConfig(from_dict(params["tokenizer_config"]), apply_gen_overrides(GenConfig(), overrides)))
+    gen = apply_gen_overrides(GenConfig(), overrides)
+    return validate_gen(GenRunConfig(from_dict(params["tokenizer_config"]), gen))
 
 
 def validate_gen(cfg: GenRunConfig) -> GenRunConfig:

@@ -196,7 +196,8 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
     return TrainedGenerator(model.eval(), scaler, codes, device, summary, interrupted=interrupted)
 
 
-def load_generator(run_dir: str | os.PathLike, cfg: GenRunConfig, codes: Codes) -> tuple[nn.Module, Standardiser | None]:
+def load_generator(run_dir: str | os.PathLike, cfg: GenRunConfig,
+                   codes: Codes) -> tuple[nn.Module, Standardiser | None]:
     """The trained generator of a generation run directory (eval mode, CPU), rebuilt for ``codes``' shapes."""
     ckpt = load_checkpoint(run_dir)
     if ckpt["run_id"] != cfg.run_id:

@@ -29,19 +29,18 @@ import re
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
-
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 from pqstudy.config import ConfigError, RunConfig, from_params, to_params
 from pqstudy.generation.config import GenRunConfig, gen_from_params, gen_to_params, validate_gen
 from pqstudy.preflight import validate_run
 from pqstudy.runio import read_json
 from pqstudy.runlock import holder, try_lock, unlock
-from pqstudy.study.kernel import kernel_name, require_kernel
 from pqstudy.study.generation_notebook import GEN_NOTEBOOK
+from pqstudy.study.kernel import kernel_name, require_kernel
 from pqstudy.study.notebook import NOTEBOOK, REPO_ROOT
 from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
 

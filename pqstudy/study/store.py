@@ -128,7 +128,8 @@ def record_run(
     """Write ``<results_dir>/runs/<run_id>.json`` atomically and return the record.
 
     ``cfg`` is a tokenizer run's ``RunConfig`` or a generation run's ``GenRunConfig`` (whose config holds the
-    tokenizer's sections and ``gen``). The grid names are merged with those of an existing record of the same run, so a run shared by several grids
+    tokenizer's sections and ``gen``). The grid names are merged with those of an existing record of the same run,
+    so a run shared by several grids
     lists them all. Recording a run again replaces its status, metrics and error.
     """
     if status not in STATUSES:
