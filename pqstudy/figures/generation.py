@@ -29,7 +29,7 @@ def _label(run) -> str:
 
 @figure("generation_samples", description="samples of each generator, one row per class, labelled by generator and "
         "tokenizer (method, K, D, F)", grids=GEN_GRIDS, reads="results")
-def plot_generation_samples(results_dir, df=None, limit: int = 8):
+def plot_generation_samples(results_dir, df=None, limit: int = 12):
     """The saved sample grids (``results/samples/<run_id>.png``), stacked two per row."""
     import matplotlib.image as mpimg
 
@@ -42,14 +42,17 @@ def plot_generation_samples(results_dir, df=None, limit: int = 8):
     if not ids:
         raise NoData("no sample grid under results/samples")
     ids = ids[:limit]
-    cols = 2
-    rows = (len(ids) + cols - 1) // cols
+    images = [mpimg.imread(samples_path(results_dir, rid)) for rid in ids]
+    cols, width = 2, 12.0
+    rows = [images[i : i + cols] for i in range(0, len(images), cols)]
+    heights = [max(im.shape[0] / im.shape[1] for im in row) * width / cols + 0.3 for row in rows]
     with style():
-        fig, axes = subplots(rows, cols, figsize=(12.0, 6.4 * rows), squeeze=False)
+        fig, axes = subplots(len(rows), cols, figsize=(width, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
         for ax in axes.flat:
             ax.set_axis_off()
-        for ax, rid in zip(axes.flat, ids, strict=False):
-            ax.imshow(mpimg.imread(samples_path(results_dir, rid)))
+        for ax, rid, image in zip(axes.flat, ids, images, strict=False):
+            ax.imshow(image)
             ax.set_title(_label(run_row(df, rid)), fontsize=9, loc="left")
         fig.tight_layout()
     return fig
@@ -83,9 +86,10 @@ def _floor(ax, runs) -> None:
         "per image, with each tokenizer's reconstructions and the real-vs-real floor", grids=GEN_GRIDS)
 def plot_generation_fd_vs_rate(df):
     runs = _gen_runs(df)
-    runs = runs.assign(_bits=_bits_per_image(runs))
-    if numeric(runs, "fd_classifier").notna().sum() == 0:
+    runs = runs[numeric(runs, "fd_classifier").notna()]
+    if len(runs) == 0:
         raise NoData("no generation run has fd_classifier")
+    runs = runs.assign(_bits=_bits_per_image(runs))
     with style():
         fig, ax = subplots(figsize=(7.2, 4.6))
         _scatter(ax, runs, "_bits")
@@ -106,8 +110,9 @@ def plot_generation_fd_vs_rate(df):
         "FLOPs per sample (counted while sampling)", grids=GEN_GRIDS)
 def plot_generation_fd_vs_cost(df):
     runs = _gen_runs(df)
-    if numeric(runs, "generate_flops_per_sample").notna().sum() == 0:
-        raise NoData("no generation run has generate_flops_per_sample")
+    runs = runs[numeric(runs, "generate_flops_per_sample").notna() & numeric(runs, "fd_classifier").notna()]
+    if len(runs) == 0:
+        raise NoData("no generation run has both fd_classifier and generate_flops_per_sample")
     with style():
         fig, ax = subplots(figsize=(7.2, 4.6))
         _scatter(ax, runs, "generate_flops_per_sample", x_scale=1e-9)

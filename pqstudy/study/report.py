@@ -245,7 +245,9 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation on the test split "
                    f"{_minutes(float(run_seconds.get('evaluate', 0)))}, training-split usage pass "
                    f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
-                   f"run wall {_minutes(float(run_seconds['wall']))}")
+                   f"run wall {_minutes(float(run_seconds['wall']))}"
+                   + (f"; of which {run_seconds['generation_runs']} generation runs "
+                      f"{_minutes(float(run_seconds['generation_wall']))}" if run_seconds.get("generation_runs") else ""))
 
     verdicts = all_verdicts(df)
     floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())

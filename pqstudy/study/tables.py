@@ -209,10 +209,13 @@ def generation_table(df, grid: str, profile: str | None = None):
     missing = runs.get("fd_classifier_missing_reason")
     if missing is not None and missing.notna().any():
         notes.append(f"FD (cls) missing: {missing.dropna().iloc[0]}")
+    def num(run, field) -> str:
+        return f"{float(numeric(run.to_frame().T, field).iloc[0]):g}"
+
     settings = sorted({f"{generator_name(r)}: " + (
-        f"temperature {r.get('gen.temperature')}, top-k {r.get('gen.top_k')}, top-p {r.get('gen.top_p')}, "
-        f"CFG {r.get('gen.cfg_scale')}" if r.get("gen.kind") == "ar" else
-        f"{r.get('gen.solver')} {r.get('gen.sample_steps')} steps, CFG {r.get('gen.cfg_scale')}")
+        f"temperature {num(r, 'gen.temperature')}, top-k {num(r, 'gen.top_k')}, top-p {num(r, 'gen.top_p')}, "
+        f"CFG {num(r, 'gen.cfg_scale')}" if r.get("gen.kind") == "ar" else
+        f"{r.get('gen.solver')} {num(r, 'gen.sample_steps')} steps, CFG {num(r, 'gen.cfg_scale')}")
         for _, r in runs.iterrows()})
     notes += [f"sampling: {s}; {int(numeric(runs, 'samples').max())} samples per run" for s in settings]
     return pd.DataFrame(rows), notes
