@@ -160,6 +160,8 @@ def test_bad_input_is_refused_before_training(data, change, message):
         ("weight_decay", -1e-4),
         ("label_smoothing", 1.0),
         ("translate", 16),
+        ("augment", 1),
+        ("seed", -1),
     ],
 )
 def test_bad_config_is_refused(field, value):

@@ -62,7 +62,11 @@ class ClassifierConfig:  # frozen: safe as a default argument, hashable into the
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ClassifierConfig.{name}={value!r}: expected a positive integer")
-        if not isinstance(self.translate, int) or not 0 <= self.translate < IMAGE_SIZE // 2:
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"ClassifierConfig.augment={self.augment!r}: expected True or False")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"ClassifierConfig.seed={self.seed!r}: expected a non-negative integer")
+        if isinstance(self.translate, bool) or not isinstance(self.translate, int) or not 0 <= self.translate < 16:
             raise ValueError(f"ClassifierConfig.translate={self.translate!r}: expected an integer in 0..15")
         for name, low, high in (
             ("lr", 0.0, math.inf),
@@ -175,7 +179,8 @@ def _at_32(images: Tensor) -> Tensor:
 
 
 def _augment(x: Tensor, translate: int, gen: torch.Generator) -> Tensor:
-    """Random horizontal flip of half the batch and a random crop of the reflect-padded batch (shift ≤ translate)."""
+    """Each image flipped horizontally with probability ½, then cropped from the reflect-padded batch at a random
+    shift of at most ``translate`` pixels each way."""
     flip = torch.rand(len(x), generator=gen) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if translate == 0:
@@ -226,8 +231,9 @@ def train_classifier(
 
     Returns the model in eval mode and an info dict: ``test_accuracy``, ``train_accuracy`` (on at most 10,000
     training images, unaugmented), ``train_seconds`` (wall), ``train_cpu_seconds`` (this process's CPU time, all
-    threads), ``epochs``, ``steps``, ``params``, ``feature_dim``, ``num_classes``, ``threads`` and the config fields. Deterministic for a seed at a fixed thread count: the
-    weights, batch order and augmentation use their own generators (the global random state is left as it was).
+    threads), ``epochs``, ``steps``, ``params``, ``feature_dim``, ``num_classes``, ``threads`` and the config fields.
+    Deterministic for a seed at a fixed thread count: the weights, batch order and augmentation use their own
+    generators (the global random state is left as it was).
     ``log_every`` > 0 prints the loss every that many steps.
     """
     if not isinstance(cfg, ClassifierConfig):
