@@ -12,7 +12,7 @@ from pqstudy.metrics.classifier import (
     train_classifier,
 )
 
-TINY = ClassifierConfig(width=4, epochs=3, batch_size=32, lr=0.1)
+TINY = ClassifierConfig(width=4, feature_dim=24, epochs=3, batch_size=32, lr=0.1)
 
 
 def coloured_images(per_class: int, *, classes: int = 3, size: int = 32, seed: int = 0):
@@ -37,12 +37,13 @@ def trained(data):
 
 
 @pytest.mark.parametrize("size", [32, 16, 48])
-def test_shapes_at_any_input_size(size):
-    model = ImageClassifier(width=4, num_classes=3).eval()
+@pytest.mark.parametrize("feature_dim, dims", [(0, 16), (24, 24)])  # 0: the pooled 4·width channels
+def test_shapes_at_any_input_size(size, feature_dim, dims):
+    model = ImageClassifier(width=4, feature_dim=feature_dim, num_classes=3).eval()
     x = torch.rand(5, 3, size, size) * 2 - 1
-    assert model.features(x).shape == (5, 16) and model(x).shape == (5, 3)
+    assert model.features(x).shape == (5, dims) and model(x).shape == (5, 3)
     feats, logits = classify(model, ((x + 1) * 127.5).round().to(torch.uint8), batch_size=2)
-    assert feats.shape == (5, 16) and logits.shape == (5, 3)
+    assert feats.shape == (5, dims) and logits.shape == (5, 3)
 
 
 def test_classify_matches_forward_on_uint8_and_float(trained, data):
@@ -52,16 +53,16 @@ def test_classify_matches_forward_on_uint8_and_float(trained, data):
     feats, logits = classify(model, images, batch_size=3)
     assert torch.allclose(feats, model.features(x), atol=1e-5)
     assert torch.allclose(logits, model(x), atol=1e-5)
-    assert torch.equal(classify(model, x, batch_size=7)[1], logits)
+    assert torch.allclose(classify(model, x, batch_size=7)[1], logits, atol=1e-5)
 
 
 def test_training_raises_accuracy(trained, data):
     model, info = trained
-    untrained = ImageClassifier(width=4, num_classes=3).eval()
+    untrained = ImageClassifier(width=4, feature_dim=24, num_classes=3).eval()
     before = accuracy(untrained, data[2], data[3])
     assert info["test_accuracy"] >= 0.9 > before + 0.3
     assert info["test_accuracy"] == accuracy(model, data[2], data[3])
-    assert info["steps"] == 3 * 6 and info["epochs"] == 3 and info["feature_dim"] == 16
+    assert info["steps"] == 3 * 6 and info["epochs"] == 3 and info["feature_dim"] == 24
     assert info["params"] == sum(p.numel() for p in model.parameters())
     assert info["width"] == 4 and info["seed"] == 0 and info["train_seconds"] > 0
 
@@ -111,7 +112,7 @@ def test_a_damaged_or_mismatched_cache_is_retrained(data, tmp_path, damage):
     elif damage == "truncated":
         pt.write_bytes(pt.read_bytes()[:100])
     elif damage == "other-weights":  # a valid state dict, but not the one the .json recorded
-        torch.save(ImageClassifier(width=4, num_classes=3).state_dict(), pt)
+        torch.save(ImageClassifier(width=4, feature_dim=24, num_classes=3).state_dict(), pt)
     elif damage == "other-key":
         record = json.loads(meta.read_text())
         record["provenance"]["key"] = "someone else's data"
@@ -160,6 +161,9 @@ def test_bad_input_is_refused_before_training(data, change, message):
         ("weight_decay", -1e-4),
         ("label_smoothing", 1.0),
         ("translate", 16),
+        ("feature_dim", -1),
+        ("augment", 1),
+        ("seed", -1),
     ],
 )
 def test_bad_config_is_refused(field, value):

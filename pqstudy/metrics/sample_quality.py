@@ -113,7 +113,8 @@ def sample_metrics(
       (:func:`~pqstudy.metrics.distribution.frechet_distance`)
     - ``kid_classifier``, ``kid_classifier_std``: unbiased polynomial-kernel MMD² over ``kid_subsets`` random subsets
       of min(``kid_subset_size``, n, m) samples (:func:`~pqstudy.metrics.distribution.kernel_inception_distance`,
-      kernel (x·y/F + 1)³, so any feature dimension F works)
+      kernel (x·y/F + 1)³, so any feature dimension F works; when both sets have exactly that many samples every
+      subset is the whole set and the std is 0)
     - ``precision``, ``recall``, ``density``, ``coverage``: :func:`prdc` with ``k`` neighbours
     - ``class_accuracy``: :func:`class_accuracy` of ``fake_logits`` (m, C) against ``fake_labels`` (m,); None when
       either is absent (an unconditional generator)
