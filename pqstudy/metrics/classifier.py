@@ -11,6 +11,10 @@ flips and translations; it is seeded end to end and never touches the global ran
 :func:`classifier_for` trains once per (data key, config, :data:`VERSION`) and caches the weights under
 ``<cache_dir>/classifier-<sha>.pt`` (a weights-only state dict) beside a ``.json`` holding the training info and
 its provenance; a file that is missing, corrupt or written for something else is retrained, never trusted.
+
+Measured with the defaults (width 16, 128-d features, 8 epochs, 84k parameters) on the 50,000 CIFAR-10 training
+images: 83.4% test accuracy after 326 CPU-seconds at one thread (Intel Xeon @ 2.50GHz, AVX-512; 873 s wall on a
+machine shared with a study). Width 24 without the feature layer: 85.6%, about twice the cost.
 """
 
 from __future__ import annotations
