@@ -19,7 +19,7 @@ from pqstudy.config import apply_overrides
 from pqstudy.generation.config import GenRunConfig
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.report import write_report
-from pqstudy.study.store import record_run, runs_dataframe
+from pqstudy.study.store import record_run, runs_dataframe, samples_path
 from pqstudy.study.tables import grid_table, markdown_table
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
 from pqstudy.study.verdicts.compare import fmt, fmt_diff, fmt_margin
@@ -147,6 +147,10 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
             path = results_dir / "recon" / f"{rid}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             plt.imsave(path, rng.random((20, 80, 3)))
+        for rid in df[df["run_id"].str.startswith("gen-")]["run_id"][:2]:  # generation runs' sample grids
+            path = samples_path(results_dir, rid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plt.imsave(path, rng.random((60, 60, 3)))
     study = {"profile": PROFILE, "runs": 41, "wall_seconds": 1500.0, "ran": 40, "skipped": 0, "failed": 1, "jobs": 2,
              "machine": {"cpus": 2, "torch": "2.13.0"}, "figures": []}
     (results_dir / "study.json").write_text(json.dumps(study))

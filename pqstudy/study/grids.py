@@ -283,11 +283,12 @@ class GenScale:
     #                entries costs 13 GFLOP per step here; the study's middle K stands in for it on CPU)
     coarse_ch_mult: tuple[int, ...]  # the PQ tokenizer with 4× fewer positions (one more downsampling)
     coarse_dim: int  # its D (sub-dim kept: M = D / pq_sub_dim), so bits per image match the finer PQ's
+    nll_images: int = 0  # test images of the AR prior's NLL (0: the whole test split)
 
 
 GEN_SCALES = {
-    "smoke": GenScale(steps=6, batch_size=8, samples=20, fid_samples=0, ar_size="tiny", dit_size="small",
-                      sample_steps=2, lc_large=256, coarse_ch_mult=(1, 2, 2, 2), coarse_dim=32),
+    "smoke": GenScale(steps=4, batch_size=8, samples=12, fid_samples=0, ar_size="tiny", dit_size="small",
+                      sample_steps=2, lc_large=256, coarse_ch_mult=(1, 2, 2, 2), coarse_dim=32, nll_images=16),
     # 1,000 steps of 32 latents: ~0.15 s (AR) to ~0.5 s (DiT, 64 tokens) per step on one quiet core; Heun with 25
     # steps is 49 model evaluations per sample
     "default": GenScale(steps=1000, batch_size=32, samples=500, fid_samples=500, ar_size="small", dit_size="small",
@@ -304,7 +305,8 @@ def _gen(profile: str, tokenizer: RunConfig, kind: str, headline: bool = False, 
     gs = GEN_SCALES[profile]
     gen = GenConfig(kind=kind, size=gs.ar_size if kind == "ar" else gs.dit_size, steps=gs.steps,
                     batch_size=gs.batch_size, samples=gs.samples, sample_steps=gs.sample_steps,
-                    fid_samples=gs.fid_samples if headline else 0, seed=SCALES[profile].seeds[0])
+                    fid_samples=gs.fid_samples if headline else 0, nll_images=gs.nll_images,
+                    seed=SCALES[profile].seeds[0])
     return GenRunConfig(tokenizer, dataclasses.replace(gen, **fields))
 
 
