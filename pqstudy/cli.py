@@ -1,4 +1,4 @@
-"""Command line: ``pqstudy train | eval | codebooks build | weights | sweep | study | figures | report``."""
+"""Command line: ``pqstudy train | eval | generate | codebooks build | weights | sweep | study | figures | report``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 
 from pqstudy.config import PROFILES, ConfigError, apply_overrides, check_device, get_profile, parse_set
+from pqstudy.config import from_dict as config_from_dict
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -34,6 +35,30 @@ def cmd_train(args) -> int:
 
     print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
     metrics = train_and_evaluate(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    _print_metrics(metrics)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """Train and evaluate a generator on the codes of the tokenizer in ``--tokenizer``."""
+    from pathlib import Path
+
+    from pqstudy.generation.config import GenConfig, GenRunConfig, apply_gen_overrides, validate_gen
+    from pqstudy.generation.run import train_and_evaluate_generator
+    from pqstudy.generation.train import check_generation_run
+    from pqstudy.runio import check_output_dir, read_json
+
+    config_file = Path(args.tokenizer) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"--tokenizer {args.tokenizer}: no config.json there (not a `pqstudy train` run "
+                                "directory)")
+    tokenizer = config_from_dict({k: v for k, v in read_json(config_file).items() if k != "run_id"})
+    cfg = validate_gen(GenRunConfig(tokenizer, apply_gen_overrides(GenConfig(), parse_set(args.set))))
+    check_generation_run(cfg, args.tokenizer)
+    out = args.out or str(Path("scratch/runs") / cfg.run_id)
+    check_output_dir(out, "--out")
+    print(f"generation run {cfg.run_id} on tokenizer {cfg.tokenizer_run_id} → {out}", file=sys.stderr)
+    metrics = train_and_evaluate_generator(cfg, out, args.tokenizer, resume=args.resume, progress=not args.quiet)
     _print_metrics(metrics)
     return 0
 
@@ -192,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="train and evaluate a generator (AR prior or flow DiT) on a tokenizer's codes")
+    p.add_argument("--tokenizer", required=True, metavar="RUN_DIR", help="a finished `pqstudy train` run directory")
+    p.add_argument("--out", default=None, help="run directory (default: scratch/runs/<run id>)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a generator field, e.g. --set gen.kind=diffusion --set gen.steps=500 (repeatable; see "
+                        "pqstudy/generation/config.py)")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("codebooks", help="`codebooks build`: build (or find cached) the lc codebook of a config")
     p.add_argument("action", choices=["build"])

@@ -64,6 +64,18 @@ def cifar_cfg(root: Path | str = "", **kwargs) -> DataConfig:
 # cifar10
 
 
+def test_cifar10_labels_follow_their_images(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    labels = {name: pickle.loads((tmp_path / "cifar-10-batches-py" / name).read_bytes())[b"labels"]
+              for name in ("data_batch_1", "data_batch_2", "test_batch")}
+    train = load_dataset(cifar_cfg(tmp_path, train_limit=PER_BATCH + 2), "train")
+    assert train.num_classes == 10 and train.labels.dtype == torch.int64
+    assert train.labels.tolist() == labels["data_batch_1"] + labels["data_batch_2"][:2]
+    assert load_dataset(cifar_cfg(tmp_path), "test").labels.tolist() == labels["test_batch"]
+    with pytest.raises(ValueError, match="one label per image"):
+        ImageDataset("x", 32, images=train.images, labels=train.labels[:3], num_classes=10)
+
+
 def test_cifar10_shapes_dtype_and_channel_major_layout(tmp_path: Path) -> None:
     rows = write_cifar(tmp_path)
     train = load_dataset(cifar_cfg(tmp_path), "train")

@@ -132,7 +132,28 @@ def fake_results(results: Path, codebook_entries: int = 40) -> Path:
         path = results / "recon" / f"{rid}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         plt.imsave(path, rng.random((20, 80, 3)))
+    _generation_runs(results, rng)
     return results
+
+
+def _generation_runs(results: Path, rng) -> None:
+    """Two AR priors and a flow model, with metrics and sample grids, as the generation notebook records them."""
+    import matplotlib.pyplot as plt
+
+    from pqstudy.config import apply_overrides, get_profile
+    from pqstudy.generation.config import GenConfig, GenRunConfig
+    from pqstudy.study.store import record_run, samples_path
+
+    vq = get_profile("default")
+    pq = apply_overrides(vq, {"quantizer.kind": "pq", "quantizer.subspaces": "2", "quantizer.codebook_size": "32"})
+    for i, (tok, kind) in enumerate(((vq, "ar"), (pq, "ar"), (pq, "diffusion"))):
+        cfg = GenRunConfig(tok, GenConfig(kind=kind, steps=1000))
+        metrics = {"fd_classifier": 30.0 - 5 * i, "real_fd_classifier": 0.4, "recon_fd_classifier": 20.0 - i,
+                   "generate_flops_per_sample": 7e7 * (i + 1), "tokenizer_bits_per_image": 640.0, "steps": 1000}
+        record_run(results, cfg, metrics=metrics, grids=[f"gen-{kind}"])
+        path = samples_path(results, cfg.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plt.imsave(path, rng.random((60, 60, 3)))
 
 
 @pytest.fixture(scope="module")

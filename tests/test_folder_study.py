@@ -14,6 +14,7 @@ from pqstudy.codebooks import build_codebook, cache_path
 from pqstudy.codebooks.sources import feature_source
 from pqstudy.config import DataConfig, QuantizerConfig, apply_overrides, get_profile
 from pqstudy.data import DatasetNotFoundError, data_fingerprint
+from pqstudy.generation.config import GenRunConfig
 from pqstudy.runio import read_json
 from pqstudy.study.grids import GRIDS, check_data, grid_configs, read_grid_file
 from pqstudy.study.regenerate import default_results_dir
@@ -102,7 +103,8 @@ def test_every_grid_config_gets_the_data_name(image_folder, monkeypatch):
     monkeypatch.chdir(image_folder.parent)
     for name in GRIDS:
         configs = grid_configs(name, "smoke", data="folder:imgs")
-        assert configs and {c.data.name for c in configs} == {f"folder:{image_folder.resolve()}"}
+        data = {(c.tokenizer if isinstance(c, GenRunConfig) else c).data.name for c in configs}  # a generator: its
+        assert configs and data == {f"folder:{image_folder.resolve()}"}  # tokenizer's data
     default = grid_configs("lc-init", "smoke")
     assert {c.data.name for c in default} == {get_profile("smoke").data.name}
     assert {c.run_id for c in default}.isdisjoint(c.run_id for c in grid_configs("lc-init", "smoke", "cifar10"))

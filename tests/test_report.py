@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 
 from pqstudy.config import apply_overrides
+from pqstudy.generation.config import GenRunConfig
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.report import write_report
-from pqstudy.study.store import record_run, runs_dataframe
+from pqstudy.study.store import record_run, runs_dataframe, samples_path
 from pqstudy.study.tables import grid_table, markdown_table
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
 from pqstudy.study.verdicts.compare import fmt, fmt_diff, fmt_margin
+from pqstudy.study.verdicts.generation import ONE_SEED
 
 PROFILE = "default"
 REASON = "not requested (train.eval_metrics)"
@@ -65,6 +67,21 @@ def paper_world(cfg) -> tuple[float, float | None]:
     return psnr + 0.05 * seed, min(1.0, util + 0.002 * seed)
 
 
+def generation_world(cfg: GenRunConfig) -> dict:
+    """A generation run's metrics in a world where both generation claims hold: LC's tokens model best at large K,
+    and the coarser PQ (4× fewer positions) is close to the finer one at a quarter of the FLOPs."""
+    tok = cfg.tokenizer
+    kind = tok.model.kind if tok.model.kind != "quantized" else tok.quantizer.kind
+    fd = {"lc": 10.0, "vq-fc": 14.0, "vq-ema": 13.0, "vq": 12.0, "pq": 11.0, "ae": 8.0, "kl": 8.5}[kind]
+    coarse = tok.model.downsample > 4
+    if coarse:
+        fd += 1.0
+    return {"steps": cfg.gen.steps, "fd_classifier": fd, "real_fd_classifier": 0.5, "recon_fd_classifier": fd / 3,
+            "generate_flops_per_sample": 0.25e9 if coarse else 1e9, "generate_seconds_per_sample": 0.01,
+            "kid_classifier": fd / 100, "precision": 0.6, "recall": 0.5, "samples": cfg.gen.samples,
+            "classifier_test_accuracy": 0.83, "train_seconds": 20.0}
+
+
 def _history(util: float | None, steps: int) -> list[dict]:
     out = []
     for i, frac in enumerate((0.35, 0.7, 1.0)):
@@ -87,6 +104,9 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
     rng = np.random.default_rng(0)
     for grid in GRIDS:
         for cfg in grid_configs(grid, PROFILE):
+            if isinstance(cfg, GenRunConfig):
+                record_run(results_dir, cfg, metrics=generation_world(cfg), wall_seconds=30.0, grids=[grid])
+                continue
             psnr, util = world(cfg)
             q = cfg.quantizer
             quantised = cfg.model.kind == "quantized"
@@ -127,6 +147,10 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
             path = results_dir / "recon" / f"{rid}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             plt.imsave(path, rng.random((20, 80, 3)))
+        for rid in df[df["run_id"].str.startswith("gen-")]["run_id"][:2]:  # generation runs' sample grids
+            path = samples_path(results_dir, rid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plt.imsave(path, rng.random((60, 60, 3)))
     study = {"profile": PROFILE, "runs": 41, "wall_seconds": 1500.0, "ran": 40, "skipped": 0, "failed": 1, "jobs": 2,
              "machine": {"cpus": 2, "torch": "2.13.0"}, "figures": []}
     (results_dir / "study.json").write_text(json.dumps(study))
@@ -175,6 +199,14 @@ def _kind(df, kind):
     return df["quantizer.kind"] == kind
 
 
+def _gen(df, kind):
+    return df["gen.kind"] == kind
+
+
+def _coarse(df):
+    return df["model.ch_mult"].astype(str).str.count(",") >= 3
+
+
 BREAK = {  # the claim fails beyond any noise
     "pq-beats-vq": lambda df: _add(df, _in_grid(df, "pq-vs-vq-dim") & _kind(df, "vq") & (df["quantizer.dim"] == 32),
                                    "psnr", 6.0),
@@ -193,6 +225,9 @@ BREAK = {  # the claim fails beyond any noise
                                     df["quantizer.projector"] == "none", "utilisation", 1.0),
     "lc-dprime-insensitive": lambda df: _add(df, _in_grid(df, "lc-projected-dim") & (df["quantizer.dim"] == 32),
                                              "psnr", 2.0),
+    "lc-generation": lambda df: _set(df, _gen(df, "ar") & _kind(df, "lc"), "fd_classifier", 20.0),
+    "pq-diffusion-coarse": lambda df: _set(df, _gen(df, "diffusion") & _kind(df, "pq") & _coarse(df), "fd_classifier",
+                                           30.0),
 }
 
 BLUR = {  # the effect is within the noise (or between the thresholds)
@@ -200,6 +235,10 @@ BLUR = {  # the effect is within the noise (or between the thresholds)
     "lc-utilisation": lambda df: _set(df, _kind(df, "lc") & (df["quantizer.codebook_size"] == 100_000),
                                       "utilisation", 0.98),
     "lc-dprime-insensitive": lambda df: noisy(BREAK["lc-dprime-insensitive"](df)),
+    # generators run one seed: within the sampling floor, or close but not cheaper
+    "lc-generation": lambda df: _set(df, _gen(df, "ar") & _kind(df, "lc"), "fd_classifier", 13.2),
+    "pq-diffusion-coarse": lambda df: _set(df, _gen(df, "diffusion") & _kind(df, "pq"), "generate_flops_per_sample",
+                                           1e9),
 }
 
 
@@ -360,8 +399,9 @@ def test_report_has_every_grid_table_and_verdict(tmp_path):
     assert "ran 40, skipped 0, failed 1, 2 notebooks at once" in text and "machine: cpus 2, torch 2.13.0" in text
     for grid in GRIDS:
         assert f"### {grid}" in text
-    for statement, paper in CLAIM_TEXT.values():
-        assert f"**{paper}: {statement}** — reproduced (seeds per point: 3)." in text
+    for key, (statement, paper) in CLAIM_TEXT.items():
+        seeds = ONE_SEED if CLAIMS[key].grid.startswith("gen-") else "seeds per point: 3"
+        assert f"**{paper}: {statement}** — reproduced ({seeds})." in text
     assert "The noise rule, for every comparison" in text and "## Divergences from the papers" in text
     assert "## Utilisation" in text and "No run counted fewer than 10 positions per entry" in text
     assert "RuntimeError: synthetic failure" in text
@@ -369,5 +409,7 @@ def test_report_has_every_grid_table_and_verdict(tmp_path):
     assert links == ["- [PSNR vs D](figures/psnr_vs_dim.png)", "- [alpha](figures/alpha.png)",
                      "- [zeta](figures/zeta.png)"]  # known ones first, described; no link to a PNG not written
     assert f"LPIPS missing: {REASON}" in text
-    assert text.count("| run | method |") == len(GRIDS)
+    gen_grids = [g for g in GRIDS if g.startswith("gen-")]
+    assert text.count("| run | method |") == len(GRIDS) - len(gen_grids)
+    assert text.count("| run | generator | tokenizer |") == len(gen_grids)
     assert write_report(results, figures=figures).read_text() == text  # deterministic

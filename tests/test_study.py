@@ -14,6 +14,7 @@ import pytest
 from pqstudy.cli import main
 from pqstudy.config import run_id
 from pqstudy.figures import FIGURE_DESCRIPTIONS
+from pqstudy.generation.config import GenRunConfig
 from pqstudy.study.grids import GRIDS, SCALES, grid_configs, rate_subspaces
 from pqstudy.study.kernel import REPO_ROOT
 from pqstudy.study.regenerate import default_results_dir
@@ -27,8 +28,15 @@ from pqstudy.study.verdicts import CLAIM_TEXT, STATUSES
 def test_every_grid_validates_at_every_profile(name, profile):
     configs = grid_configs(name, profile)
     assert configs
-    assert len({c.train.steps for c in configs}) == 1  # every run of a grid gets the same training budget
+    # every tokenizer of a grid gets the same training budget, every generator too
+    assert len({c.train.steps for c in _tokenizers(configs)}) == 1
+    assert len({c.gen.steps for c in configs if isinstance(c, GenRunConfig)}) <= 1
     assert all(c.profile == profile for c in configs)
+
+
+def _tokenizers(configs) -> list:
+    """The tokenizer runs of a grid (a generation grid also lists generators, ``GenRunConfig``)."""
+    return [c for c in configs if not isinstance(c, GenRunConfig)]
 
 
 def test_grids_vary_what_they_say():
@@ -75,12 +83,12 @@ def test_points_in_between_run_one_seed():
 
 
 def test_every_default_run_trains_as_long():
-    steps = {c.train.steps for name in GRIDS for c in grid_configs(name, "default")}
+    steps = {c.train.steps for name in GRIDS for c in _tokenizers(grid_configs(name, "default"))}
     assert steps == {800}
 
 
 def test_table_runs_get_rfid_and_kid_on_a_fixed_sample():
-    configs = {run_id(c): c for name in GRIDS for c in grid_configs(name, "default")}
+    configs = {run_id(c): c for name in GRIDS for c in _tokenizers(grid_configs(name, "default"))}
     table = [c for c in configs.values() if "rfid" in c.train.eval_metrics]
     kinds = {(c.quantizer.kind, c.quantizer.codebook_size) for c in table}
     assert kinds == {("vq", 1024), ("pq", 256), ("vq", 100_000), ("vq-fc", 100_000), ("vq-ema", 100_000),
@@ -128,7 +136,7 @@ def test_results_dir_per_profile():
 
 def test_smoke_study_regenerates_everything(smoke_study, tmp_path):
     study, results, pm = smoke_study["study"], smoke_study["results"], smoke_study["papermill"]
-    unique = {run_id(c) for name in GRIDS for c in grid_configs(name, "smoke")}
+    unique = {c.run_id for name in GRIDS for c in grid_configs(name, "smoke")}
     assert study["profile"] == "smoke" and study["runs"] == len(unique) and study["failed"] == 0
     assert study["wall_seconds"] > 0
     assert json.loads((results / "study.json").read_text())["runs"] == len(unique)
@@ -136,7 +144,7 @@ def test_smoke_study_regenerates_everything(smoke_study, tmp_path):
     assert len(table) == len(unique) and set(table["status"]) == {"ok"}
     assert set(table["run_id"]) == unique
     for name in GRIDS:  # every grid's runs list the grid
-        members = {run_id(c) for c in grid_configs(name, "smoke")}
+        members = {c.run_id for c in grid_configs(name, "smoke")}
         listed = set(table.loc[table["grids"].str.split(";").apply(lambda g, n=name: n in g), "run_id"])
         assert listed == members, name
     notebooks = list(pm.rglob("*.ipynb"))

@@ -15,7 +15,7 @@ taken from the repository root. Images stay uint8 here; training converts them t
 
 # The sources register their names as they are imported; the order here is the order names are listed in errors.
 from pqstudy.data import cifar10, photos, folder  # noqa: I001, F401
-from pqstudy.data.cifar10 import CorruptDataError, read_cifar_batch
+from pqstudy.data.cifar10 import CorruptDataError, read_cifar_batch, read_cifar_batch_with_labels
 from pqstudy.data.dataset import SPLITS, DatasetNotFoundError, DataWarning, ImageDataset, to_model_space
 from pqstudy.data.registry import DATASETS, check_config, data_fingerprint, dataset, load_dataset
 from pqstudy.data.root import resolve_data_root
@@ -32,6 +32,7 @@ __all__ = [
     "dataset",
     "load_dataset",
     "read_cifar_batch",
+    "read_cifar_batch_with_labels",
     "resolve_data_root",
     "to_model_space",
 ]

@@ -96,14 +96,16 @@ def load_cifar10(cfg: DataConfig, *, split: str, seed: int, limit: int) -> Image
     """The batches of ``split`` in file order (``seed`` is unused: the batches are fixed), resized when
     ``cfg.image_size`` is not 32."""
     folder = _cifar_folder(cfg)
-    batches, unknown = [], []
+    batches, labels, unknown = [], [], []
     count = 0
     for filename in CIFAR_FILES[split]:
         if limit and count >= limit:
             break
         if cifar_batch_provenance(folder / filename) is None:
             unknown.append(filename)
-        batches.append(read_cifar_batch(folder / filename))
+        images, batch_labels = read_cifar_batch_with_labels(folder / filename)
+        batches.append(images)
+        labels.append(batch_labels)
         count += len(batches[-1])
     if unknown:
         warnings.warn(
@@ -112,15 +114,23 @@ def load_cifar10(cfg: DataConfig, *, split: str, seed: int, limit: int) -> Image
             DataWarning, stacklevel=3,
         )
     images = torch.from_numpy(np.concatenate(batches))
+    targets = torch.from_numpy(np.concatenate(labels))
     if limit:
-        images = images[:limit].clone()
+        images, targets = images[:limit].clone(), targets[:limit].clone()
     if cfg.image_size != 32:
         images = resize_tensor(images, cfg.image_size)
-    return ImageDataset("cifar10", cfg.image_size, images=images, sources=[str(folder)])
+    return ImageDataset("cifar10", cfg.image_size, images=images, sources=[str(folder)], labels=targets,
+                        num_classes=CIFAR_CLASSES)
 
 
 def read_cifar_batch(path: Path) -> np.ndarray:
-    """One python batch: a pickled dict whose ``data`` is N×3072 uint8, channel-major → (N, 3, 32, 32).
+    """The images (N, 3, 32, 32) uint8 of one python batch; see :func:`read_cifar_batch_with_labels`."""
+    return read_cifar_batch_with_labels(path)[0]
+
+
+def read_cifar_batch_with_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch: a pickled dict whose ``data`` is N×3072 uint8, channel-major → images (N, 3, 32, 32) and
+    labels (N,) int64.
 
     The file is untrusted input. It is unpickled by :func:`pqstudy.safe_pickle.load_numpy_pickle`, which refuses
     every global except numpy's array reconstruction, so a pickle payload (``__reduce__`` → ``os.system``,
@@ -155,7 +165,7 @@ def read_cifar_batch(path: Path) -> np.ndarray:
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < CIFAR_CLASSES
                for v in labels):
         raise CorruptDataError(f"CIFAR-10 batch {path}: labels must be integers in 0..{CIFAR_CLASSES - 1}")
-    return data.reshape(-1, 3, 32, 32)
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def _cifar_field(batch: dict, name: str):

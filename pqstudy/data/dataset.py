@@ -27,6 +27,8 @@ class ImageDataset(Dataset):
 
     ``images`` holds every image as one uint8 tensor (N, 3, H, W) when the data is in memory; it is ``None`` for large
     folders, whose ``files`` are decoded on access. ``sources`` names where the images come from (photo names, folders).
+    ``labels``: one class index per image (N,) int64 for labelled data (CIFAR-10), ``None`` otherwise;
+    ``num_classes`` is 0 for unlabelled data.
     """
 
     def __init__(
@@ -37,14 +39,22 @@ class ImageDataset(Dataset):
         images: torch.Tensor | None = None,
         files: Sequence[Path] = (),
         sources: Sequence[str] = (),
+        labels: torch.Tensor | None = None,
+        num_classes: int = 0,
     ) -> None:
         if images is None and not files:
             raise ValueError("ImageDataset needs images or files")
+        n = len(images) if images is not None else len(files)
+        if labels is not None and (labels.shape != (n,) or num_classes < 1):
+            raise ValueError(f"ImageDataset labels: need one label per image ({n}) and num_classes >= 1, got shape "
+                             f"{tuple(labels.shape)} and num_classes={num_classes}")
         self.name = name
         self.image_size = image_size
         self.images = images
         self.files = [] if images is not None else list(files)
         self.sources = tuple(sources)
+        self.labels = None if labels is None else labels.long()
+        self.num_classes = num_classes if labels is not None else 0
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.files)

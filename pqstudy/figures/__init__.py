@@ -14,6 +14,7 @@ skips the others with a logged note. The rules every figure keeps are in ``commo
 | ``rate`` | ``rate_matched`` (VQ, PQ and LC at equal bits per position), ``quality_vs_bits`` (every configuration) |
 | ``lc`` | ``lc_ablations`` (LC init, projector and projected dim D′: PSNR and utilisation, dot plots) |
 | ``recon`` | ``reconstructions`` (the grids the train_eval notebook saves, labelled by run) |
+| ``generation`` | ``generation_samples``, ``generation_fd_vs_rate``, ``generation_fd_vs_cost`` (gen grids) |
 
 A new figure is one function with ``@figure(name, description=..., grids=...)`` (``registry``) in its family's module
 (a new family: a module imported below), and a test of the data it plots.
@@ -22,7 +23,7 @@ A new figure is one function with ``@figure(name, description=..., grids=...)`` 
 from __future__ import annotations
 
 # The figures are listed, written and linked in the order they register: the modules in this order.
-from pqstudy.figures import utilisation, codebook, pq, rate, lc, recon  # isort: skip  # noqa: F401
+from pqstudy.figures import utilisation, codebook, pq, rate, lc, recon, generation  # isort: skip  # noqa: F401
 from pqstudy.figures.codebook import (
     USAGE_COUNT_KEYS,
     default_codebook_runs,

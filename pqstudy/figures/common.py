@@ -43,8 +43,10 @@ def subplots(*args, **kwargs):
 
 
 def ok_runs(df):
+    """The ok tokenizer runs (generation runs have figures of their own: ``figures.generation``)."""
     if df is None or len(df) == 0:
         return df
+    df = df[df["gen.kind"].isna()] if "gen.kind" in df.columns else df
     return df[df["status"] == "ok"] if "status" in df.columns else df
 
 

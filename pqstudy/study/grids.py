@@ -15,6 +15,7 @@ Identical configs in several grids have the same run id and run once, so the gri
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -24,6 +25,7 @@ from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 from pqstudy.config import RunConfig, apply_overrides, get_profile, validate
+from pqstudy.generation.config import GenConfig, GenRunConfig, validate_gen
 from pqstudy.recipes import PQGAN, VQGAN_LC, static_arm
 
 FOLDER_PREFIX = "folder:"
@@ -261,6 +263,84 @@ def continuous(profile: str) -> list[RunConfig]:
             for kind in ("ae", "kl")]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# generation: generators on the tokens and latents of tokenizers above (each grid also lists its tokenizers, so
+# ``--grids gen-ar`` alone trains what it needs; the runner trains tokenizers before generators)
+
+
+@dataclass(frozen=True)
+class GenScale:
+    """How big the generation grids are at one profile."""
+
+    steps: int  # generator training steps
+    batch_size: int
+    samples: int  # samples scored in the study classifier's feature space
+    fid_samples: int  # Inception FID/KID samples of the headline runs (0: none)
+    ar_size: str  # pqstudy.generation.ar.GPT_SIZES
+    dit_size: str  # pqstudy.generation.diffusion.DIT_SIZES
+    sample_steps: int  # ODE steps of the flow model
+    lc_large: int  # the large K of the AR grid's LC vs VQ-FC vs VQ-EMA comparison (an AR head over K = 100,000
+    #                entries costs 13 GFLOP per step here; the study's middle K stands in for it on CPU)
+    coarse_ch_mult: tuple[int, ...]  # the PQ tokenizer with 4× fewer positions (one more downsampling)
+    coarse_dim: int  # its D (sub-dim kept: M = D / pq_sub_dim), so bits per image match the finer PQ's
+    nll_images: int = 0  # test images of the AR prior's NLL (0: the whole test split)
+
+
+GEN_SCALES = {
+    "smoke": GenScale(steps=4, batch_size=8, samples=12, fid_samples=0, ar_size="tiny", dit_size="small",
+                      sample_steps=2, lc_large=256, coarse_ch_mult=(1, 2, 2, 2), coarse_dim=32, nll_images=16),
+    # 1,000 steps of 32 latents: ~0.15 s (AR) to ~0.5 s (DiT, 64 tokens) per step on one quiet core; Heun with 25
+    # steps is 49 model evaluations per sample
+    "default": GenScale(steps=1000, batch_size=32, samples=500, fid_samples=500, ar_size="small", dit_size="small",
+                        sample_steps=25, lc_large=16384, coarse_ch_mult=(1, 2, 4, 4), coarse_dim=32),
+    "paper": GenScale(steps=400_000, batch_size=256, samples=50_000, fid_samples=50_000, ar_size="gpt-l",
+                      dit_size="dit-xl", sample_steps=250, lc_large=100_000, coarse_ch_mult=(1, 1, 2, 2, 4),
+                      coarse_dim=128),
+}
+
+
+def _gen(profile: str, tokenizer: RunConfig, kind: str, headline: bool = False, **fields) -> GenRunConfig:
+    """A generator of ``kind`` on ``tokenizer`` at the profile's generation scale; ``headline`` adds Inception
+    FID/KID on ``fid_samples`` samples."""
+    gs = GEN_SCALES[profile]
+    gen = GenConfig(kind=kind, size=gs.ar_size if kind == "ar" else gs.dit_size, steps=gs.steps,
+                    batch_size=gs.batch_size, samples=gs.samples, sample_steps=gs.sample_steps,
+                    fid_samples=gs.fid_samples if headline else 0, nll_images=gs.nll_images,
+                    seed=SCALES[profile].seeds[0])
+    return GenRunConfig(tokenizer, dataclasses.replace(gen, **fields))
+
+
+def gen_ar(profile: str) -> list[RunConfig | GenRunConfig]:
+    """A class-conditional AR prior on the tokens of VQ, PQ and LC at equal bits per position (the rate-matched
+    grid's first rate), of LC, VQ-FC and VQ-EMA at a large K, and PQ's factorised heads against the exact flattened
+    sequence."""
+    s, gs = SCALES[profile], GEN_SCALES[profile]
+    seed, dim, bits = s.seeds[0], s.pq_grid_dim, s.rates[0]
+    m = rate_subspaces(bits, dim)
+    vq, pq, lc = (_vq(profile, dim, 2**bits, seed), _pq(profile, dim, 2 ** (bits // m), m, seed),
+                  _lc(profile, 2**bits, seed, **_dprime(profile, dim)))
+    large = [_lc_family(profile, kind, gs.lc_large, seed) for kind in ("vq-fc", "vq-ema", "lc")]
+    tokenizers = list({tok.run_id: tok for tok in (vq, pq, lc, *large)}.values())  # smoke: LC's K may repeat
+    gens = [_gen(profile, tok, "ar", headline=tok in (vq, pq, lc)) for tok in tokenizers]
+    return [*tokenizers, *gens, _gen(profile, pq, "ar", head="flat")]
+
+
+def gen_diffusion(profile: str) -> list[RunConfig | GenRunConfig]:
+    """A flow-matching DiT on the latents of the continuous AE and KL-VAE, VQ, and PQ, and PQGAN's trade: PQ with 4×
+    fewer latent positions (one more downsampling, 4× the channels, the same bits per image)."""
+    s, gs = SCALES[profile], GEN_SCALES[profile]
+    seed, dim = s.seeds[0], s.dims[0]
+    pq = _pq(profile, dim, s.pq_size, dim // s.pq_sub_dim, seed)
+    coarse = _base(profile, PQGAN, **{"quantizer.kind": "pq", "quantizer.dim": gs.coarse_dim,
+                                      "quantizer.codebook_size": s.pq_size,
+                                      "quantizer.subspaces": gs.coarse_dim // s.pq_sub_dim,
+                                      "model.ch_mult": ",".join(map(str, gs.coarse_ch_mult)), "train.seed": seed})
+    vq = _vq(profile, s.pq_grid_dim, 2 ** s.rates[0], seed)
+    tokenizers = [*continuous(profile), vq, pq, coarse]
+    gens = [_gen(profile, tok, "diffusion", headline=tok is pq) for tok in tokenizers]
+    return [*tokenizers, *gens]
+
+
 GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
     "pq-vs-vq-dim": pq_vs_vq_dim,
     "pq-codebook-size": pq_codebook_size,
@@ -271,6 +351,8 @@ GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
     "lc-projector": lc_projector,
     "rate-matched": rate_matched,
     "continuous": continuous,
+    "gen-ar": gen_ar,
+    "gen-diffusion": gen_diffusion,
 }
 
 
@@ -284,11 +366,17 @@ def grid_configs(name: str, profile: str, data: str | None = None) -> list[RunCo
     return with_data(GRIDS[name](profile), data)
 
 
-def with_data(configs: list[RunConfig], data: str | None = None) -> list[RunConfig]:
-    """The configs validated, each with ``data.name = data_name(data)`` when given."""
-    if data:
-        configs = [apply_overrides(cfg, {"data.name": data_name(data)}) for cfg in configs]
-    return [validate(cfg) for cfg in configs]
+def with_data(configs: list, data: str | None = None) -> list:
+    """The configs validated, each with ``data.name = data_name(data)`` when given (a generation run's tokenizer
+    gets it, and so a new run id)."""
+    out = []
+    for cfg in configs:
+        if isinstance(cfg, GenRunConfig):
+            tok = apply_overrides(cfg.tokenizer, {"data.name": data_name(data)}) if data else cfg.tokenizer
+            out.append(validate_gen(GenRunConfig(validate(tok), cfg.gen)))
+        else:
+            out.append(validate(apply_overrides(cfg, {"data.name": data_name(data)}) if data else cfg))
+    return out
 
 
 def data_name(data: str) -> str:
@@ -306,7 +394,8 @@ def check_data(configs: list[RunConfig]) -> None:
 
     seen = set()
     for cfg in configs:
-        probe = replace(cfg.data, train_limit=1)
+        data = cfg.tokenizer.data if isinstance(cfg, GenRunConfig) else cfg.data
+        probe = replace(data, train_limit=1)
         if astuple(probe) in seen:
             continue
         seen.add(astuple(probe))

@@ -32,16 +32,20 @@ BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
 def _run_seconds(results_dir: Path, configs: dict) -> dict:
     """Where the time of the study's recorded runs went: the sum over runs of their wall, training and evaluation
     seconds, and the training-split usage pass's (from the run records; each run counted once, whichever study ran
-    it)."""
-    from pqstudy.config import run_id
+    it). Generation runs are also summed apart (``generation_runs``, ``generation_wall``): what the generation
+    grids add to the study."""
     from pqstudy.study.store import load_run
 
-    totals = {"runs": 0, "wall": 0.0, "train": 0.0, "evaluate": 0.0, "usage_pass": 0.0}
-    for rid in {run_id(cfg) for grid in configs.values() for cfg in grid}:
+    totals = {"runs": 0, "wall": 0.0, "train": 0.0, "evaluate": 0.0, "usage_pass": 0.0, "generation_runs": 0,
+              "generation_wall": 0.0}
+    for rid in {cfg.run_id for grid in configs.values() for cfg in grid}:
         record = load_run(results_dir, rid)
         if record is None or record.get("status") != "ok":
             continue
         metrics = record.get("metrics") or {}
+        if "gen" in (record.get("config") or {}):
+            totals["generation_runs"] += 1
+            totals["generation_wall"] += float(record.get("wall_seconds") or 0.0)
         totals["runs"] += 1
         totals["wall"] += float(record.get("wall_seconds") or 0.0)
         totals["train"] += float(metrics.get("train_seconds") or 0.0)

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import FIGURES_SUBDIR, numeric, select_profile
-from pqstudy.study.tables import NOT_APPLICABLE, TABLE_METRICS, frame_markdown, grid_table, markdown_table
+from pqstudy.study.tables import (
+    NOT_APPLICABLE,
+    TABLE_METRICS,
+    frame_markdown,
+    generation_table,
+    grid_table,
+    markdown_table,
+)
 from pqstudy.study.verdicts import all_verdicts
 from pqstudy.study.verdicts.compare import FLOORS, T_FACTOR
 from pqstudy.study.verdicts.lc import MIN_POSITIONS_PER_ENTRY
@@ -238,7 +245,9 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation on the test split "
                    f"{_minutes(float(run_seconds.get('evaluate', 0)))}, training-split usage pass "
                    f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
-                   f"run wall {_minutes(float(run_seconds['wall']))}")
+                   f"run wall {_minutes(float(run_seconds['wall']))}"
+                   + (f"; of which {run_seconds['generation_runs']} generation runs "
+                      f"{_minutes(float(run_seconds['generation_wall']))}" if run_seconds.get("generation_runs") else ""))
 
     verdicts = all_verdicts(df)
     floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())
@@ -276,7 +285,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
         doc = _grid_doc(name)
         if doc:
             out += [doc, ""]
-        table, notes = grid_table(df, name)
+        table, notes = (generation_table if name.startswith("gen-") else grid_table)(df, name)
         if len(table) == 0:
             out += ["No ok runs recorded.", ""]
             continue

@@ -1,4 +1,5 @@
-"""The sweep runner: one papermill execution of ``notebooks/train_eval.ipynb`` per config of a grid.
+"""The sweep runner: one papermill execution of ``notebooks/train_eval.ipynb`` per config of a grid (of
+``notebooks/generation.ipynb`` per generation run: ``RUN_KINDS``).
 
 For each config (deduplicated by run id) of the grid, in the grid's order:
 
@@ -15,6 +16,9 @@ the same results directory skips the runs the first one holds (reported as ``hel
 re-checks the store after taking a lock, so no run executes twice. ``shard=(i, n)`` runs the configs whose position
 in the sorted list of unique run ids is ``i`` modulo ``n`` (``--shard i/n`` on several machines covers a grid exactly
 once).
+
+Generation runs (``GenRunConfig``) need their tokenizer's checkpoint: they start after every tokenizer run of the
+same call has finished, and train on ``<runs_root>/<tokenizer run id>``.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
-from pqstudy.config import ConfigError, RunConfig, from_params, run_id, to_params
+from pqstudy.config import ConfigError, RunConfig, from_params, to_params
+from pqstudy.generation.config import GenRunConfig, gen_from_params, gen_to_params, validate_gen
 from pqstudy.preflight import validate_run
 from pqstudy.runio import read_json
 from pqstudy.runlock import holder, try_lock, unlock
+from pqstudy.study.generation_notebook import GEN_NOTEBOOK
 from pqstudy.study.kernel import kernel_name, require_kernel
 from pqstudy.study.notebook import NOTEBOOK, REPO_ROOT
 from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
@@ -39,6 +47,28 @@ from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 LOCKS_SUBDIR = ".locks"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """How the runner executes one kind of config: its notebook, its parameters (and back), its checks, and the
+    directories it is given."""
+
+    notebook: Path
+    to_params: Callable
+    from_params: Callable
+    validate: Callable
+    directories: Callable  # (cfg, runs_root) → {"run_dir": ..., ...}
+    phase: int  # runs of a lower phase finish before any of a higher one starts
+
+
+RUN_KINDS = {
+    RunConfig: RunKind(NOTEBOOK, to_params, from_params, validate_run,
+                       lambda cfg, root: {"run_dir": str(root / cfg.run_id)}, phase=0),
+    GenRunConfig: RunKind(GEN_NOTEBOOK, gen_to_params, gen_from_params, validate_gen,
+                          lambda cfg, root: {"run_dir": str(root / cfg.run_id),
+                                             "tokenizer_dir": str(root / cfg.tokenizer_run_id)}, phase=1),
+}
 
 
 def parse_shard(text: str | tuple | list | None) -> tuple[int, int] | None:
@@ -68,7 +98,7 @@ def unique_configs(configs: list[RunConfig]) -> list[RunConfig]:
     """The configs with duplicate run ids removed (the first one kept), in order."""
     seen: dict[str, RunConfig] = {}
     for cfg in configs:
-        seen.setdefault(run_id(cfg), cfg)
+        seen.setdefault(cfg.run_id, cfg)
     return list(seen.values())
 
 
@@ -80,8 +110,8 @@ def select_shard(configs: list[RunConfig], shard=None) -> list[RunConfig]:
     if shard is None:
         return configs
     i, n = shard
-    index = {rid: k for k, rid in enumerate(sorted(run_id(c) for c in configs))}
-    return [c for c in configs if index[run_id(c)] % n == i]
+    index = {rid: k for k, rid in enumerate(sorted(c.run_id for c in configs))}
+    return [c for c in configs if index[c.run_id] % n == i]
 
 
 def _label(path: Path) -> str:
@@ -246,7 +276,7 @@ def _grids_of(grids: dict[str, list[RunConfig]]) -> dict[str, list[str]]:
     grids_of: dict[str, list[str]] = {}
     for grid_name, configs in grids.items():
         for cfg in configs:
-            names = grids_of.setdefault(run_id(cfg), [])
+            names = grids_of.setdefault(cfg.run_id, [])
             if grid_name not in names:
                 names.append(grid_name)
     return grids_of
@@ -320,7 +350,7 @@ def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tal
     deadline = time.time() + 60 * budget_minutes if budget_minutes else None
     todo = []
     for position, cfg in enumerate(selected, 1):
-        rid = run_id(cfg)
+        rid, kind = cfg.run_id, RUN_KINDS[type(cfg)]
         grid_name = grids_of[rid][0]
         previous = load_run(results_dir, rid)
         if previous is not None and previous.get("status") == "ok":
@@ -328,10 +358,10 @@ def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tal
             continue
         output = papermill_dir / grid_name / f"{rid}.ipynb"
         try:
-            validate_run(cfg)
-            params = {**to_params(cfg), "run_dir": str(runs_root / rid), "results_dir": str(results_dir),
+            kind.validate(cfg)
+            params = {**kind.to_params(cfg), **kind.directories(cfg, runs_root), "results_dir": str(results_dir),
                       "grid": grid_name, "notebook_path": _label(output)}
-            if run_id(from_params(params)) != rid:
+            if kind.from_params(params).run_id != rid:
                 raise ConfigError(f"run {rid}: the notebook parameters do not rebuild the same config")
         except ConfigError as err:
             error = f"ConfigError: {err}"
@@ -339,7 +369,8 @@ def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tal
             tally.finished({"run_id": rid, "status": "failed", "error": error, "seconds": 0.0}, position)
             continue
         todo.append((position, {
-            "cfg": cfg, "run_id": rid, "params": params, "input": str(notebook), "output": str(output),
+            "cfg": cfg, "run_id": rid, "params": params, "output": str(output), "phase": kind.phase,
+            "input": str(notebook if isinstance(cfg, RunConfig) else kind.notebook),
             "label": _label(output), "kernel": kernel, "cwd": str(cwd),
             "results_dir": str(results_dir), "grid": grid_name, "deadline": deadline, "budget_minutes": budget_minutes,
         }))
@@ -347,6 +378,12 @@ def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tal
 
 
 def _execute_all(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> None:
+    """Execute the planned jobs phase by phase (tokenizers, then the generators that need their checkpoints)."""
+    for phase in sorted({job["phase"] for _, job in todo}):
+        _execute_phase([(position, job) for position, job in todo if job["phase"] == phase], jobs, tally)
+
+
+def _execute_phase(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> None:
     """Execute the planned jobs, here (``jobs`` = 1, or one job) or in a pool of ``jobs`` worker processes, each
     kernel limited to ``cpus // jobs`` threads; a worker that dies records its run as failed."""
     if jobs == 1 or len(todo) <= 1:

@@ -21,7 +21,8 @@ import os
 import warnings
 from pathlib import Path
 
-from pqstudy.config import SECTIONS, RunConfig, eval_metric_names, run_id
+from pqstudy.config import SECTIONS, RunConfig, eval_metric_names
+from pqstudy.generation.config import GEN_SECTION, GenRunConfig
 from pqstudy.runio import atomic_write, read_json, write_json
 
 RUNS_SUBDIR = "runs"
@@ -29,6 +30,7 @@ RUNS_CSV = "runs.csv"
 FIGURES_SUBDIR = "figures"  # <results>/figures/<name>.png: written by pqstudy.figures, linked from the report
 RECON_SUBDIR = "recon"  # <results>/recon/<run_id>.png: a run's reconstruction grid (save_reconstruction)
 RECON_DPI = 120
+SAMPLES_SUBDIR = "samples"  # <results>/samples/<run_id>.png: a generation run's sample grid (save_samples_figure)
 STATUSES = ("ok", "failed")
 REQUIRED_FINITE = ("psnr", "ssim")  # an ok run has these finite when it has them at all
 
@@ -39,6 +41,7 @@ METRIC_COLUMNS = (
     "bits_per_position", "psnr", "ssim", "lpips", "rfid", "kid", "cmmd", "utilisation", "perplexity",
     "utilisation_test", "perplexity_test", "positions_counted", "positions_per_entry",
 )
+CONFIG_SECTIONS = (*SECTIONS, GEN_SECTION)  # the config columns: a tokenizer run's sections, a generator's gen
 REFERENCE_METRICS = ("lpips", "rfid", "kid", "cmmd")
 # Every metric that can be missing gets a ``<name>_missing_reason`` column.
 MISSING_REASON_COLUMNS = tuple(f"{m}_missing_reason" for m in (*REFERENCE_METRICS, "utilisation"))
@@ -57,6 +60,18 @@ def save_reconstruction(fig, results_dir: str | os.PathLike, rid: str) -> Path:
     """Save a run's reconstruction-grid figure as ``results/recon/<run_id>.png`` (the reconstructions figure shows
     it)."""
     path = recon_path(results_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
+    return path
+
+
+def samples_path(results_dir: str | os.PathLike, rid: str) -> Path:
+    """Where a generation run's sample grid is saved (by the generation notebook, through ``save_samples_figure``)."""
+    return Path(results_dir) / SAMPLES_SUBDIR / f"{rid}.png"
+
+
+def save_samples_figure(fig, results_dir: str | os.PathLike, rid: str) -> Path:
+    path = samples_path(results_dir, rid)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=RECON_DPI, bbox_inches="tight")
     return path
@@ -100,7 +115,7 @@ def _now() -> str:
 
 def record_run(
     results_dir: str | os.PathLike,
-    cfg: RunConfig,
+    cfg: RunConfig | GenRunConfig,
     *,
     status: str = "ok",
     metrics: dict | None = None,
@@ -112,7 +127,9 @@ def record_run(
 ) -> dict:
     """Write ``<results_dir>/runs/<run_id>.json`` atomically and return the record.
 
-    The grid names are merged with those of an existing record of the same run, so a run shared by several grids
+    ``cfg`` is a tokenizer run's ``RunConfig`` or a generation run's ``GenRunConfig`` (whose config holds the
+    tokenizer's sections and ``gen``). The grid names are merged with those of an existing record of the same run,
+    so a run shared by several grids
     lists them all. Recording a run again replaces its status, metrics and error.
     """
     if status not in STATUSES:
@@ -121,7 +138,7 @@ def record_run(
         status, error = "failed", reason
     if isinstance(grids, str):
         grids = [grids]
-    rid = run_id(cfg)
+    rid = cfg.run_id
     previous = load_run(results_dir, rid) or {}
     record = {
         "run_id": rid,
@@ -169,9 +186,12 @@ def _flat_value(value):
 
 
 def _flat_config(config: dict) -> dict:
-    """A run's config as table columns: ``profile`` and one ``section.field`` column per field."""
+    """A run's config as table columns: ``profile`` and one ``section.field`` column per field (a generation run:
+    its tokenizer's fields, ``tokenizer_run_id`` and the ``gen.field`` columns)."""
     out = {"profile": config.get("profile")}
-    for section in SECTIONS:
+    if "tokenizer_run_id" in config:
+        out["tokenizer_run_id"] = config["tokenizer_run_id"]
+    for section in CONFIG_SECTIONS:
         for key, value in (config.get(section) or {}).items():
             out[f"{section}.{key}"] = _flat_value(value)
     return out
@@ -179,13 +199,14 @@ def _flat_config(config: dict) -> dict:
 
 def config_columns(df) -> list[str]:
     """The ``section.field`` config columns of a runs DataFrame (as ``_flat_config`` names them), in order."""
-    return [c for c in df.columns if "." in c and c.split(".")[0] in SECTIONS]
+    return [c for c in df.columns if "." in c and c.split(".")[0] in CONFIG_SECTIONS]
 
 
 def _row(run: dict) -> dict:
     config = run.get("config") or {}
     metrics = run.get("metrics") or {}
     train_cfg = config.get("train") or {}
+    own = config.get(GEN_SECTION) or train_cfg  # a generation run's seed and steps are its generator's
     row = {
         "run_id": run.get("run_id"),
         "grids": ";".join(run.get("grids") or []),
@@ -193,8 +214,8 @@ def _row(run: dict) -> dict:
         "error": run.get("error"),
     }
     row.update(_flat_config(config))
-    row["seed"] = train_cfg.get("seed")
-    row["steps"] = metrics.get("steps", train_cfg.get("steps"))
+    row["seed"] = own.get("seed")
+    row["steps"] = metrics.get("steps", own.get("steps"))
     row["wall_seconds"] = run.get("wall_seconds")
     row["train_seconds"] = metrics.get("train_seconds")
     for name in METRIC_COLUMNS:

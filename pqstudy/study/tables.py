@@ -136,3 +136,86 @@ def frame_markdown(table) -> str:
     headers = list(table.columns)
     right = set(h for h, _ in TABLE_METRICS.values()) | {"wall s", "seed"}
     return markdown_table(headers, table.values.tolist(), ["r" if h in right else "l" for h in headers])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# generation grids: one row per generator, its tokenizer named, the floor beside it
+
+GEN_METRICS = {  # name → (header, formatter)
+    "tokenizer_bits_per_image": ("bits/img", lambda v: f"{v:,.0f}"),
+    "nll_bits_per_image": ("NLL bits/img", lambda v: f"{v:,.0f}"),
+    "fd_classifier": ("FD (cls)", lambda v: f"{v:.2f}"),
+    "recon_fd_classifier": ("FD recon (cls)", lambda v: f"{v:.2f}"),
+    "kid_classifier": ("KID (cls)", lambda v: f"{v:.4f}"),
+    "precision": ("prec.", lambda v: f"{v:.3f}"),
+    "recall": ("recall", lambda v: f"{v:.3f}"),
+    "density": ("density", lambda v: f"{v:.3f}"),
+    "coverage": ("coverage", lambda v: f"{v:.3f}"),
+    "class_accuracy": ("class acc.", lambda v: f"{100 * v:.1f}%"),
+    "fid_inception": ("FID (Inception)", lambda v: f"{v:.2f}"),
+    "generate_seconds_per_sample": ("gen ms/sample", lambda v: f"{1000 * v:.1f}"),
+    "generate_flops_per_sample": ("gen GFLOP/sample", lambda v: f"{v / 1e9:.3g}"),
+}
+
+
+def generation_rows(runs):
+    """The generation runs (``gen.kind`` set) of a runs DataFrame."""
+    if runs is None or "gen.kind" not in runs.columns:
+        return runs.iloc[0:0] if runs is not None else runs
+    return runs[runs["gen.kind"].notna()]
+
+
+def generator_name(run) -> str:
+    kind = run.get("gen.kind")
+    if kind == "ar":
+        return f"AR ({run.get('gen.head')})"
+    latent = "pre-quant." if run.get("gen.latent") == "pre" else "latent"
+    return f"flow DiT ({latent})"
+
+
+def tokenizer_name(run) -> str:
+    """Method, M, K, D, F of a generation run's tokenizer (its row carries the tokenizer's fields)."""
+    from pqstudy.study.methods import run_label
+
+    ch_mult = str(run.get("model.ch_mult", "()"))
+    levels = len([c for c in ch_mult.strip("()").split(",") if c.strip()])
+    return f"{run_label(run).split(' · ')[0]} F={2 ** max(levels - 1, 0)}"
+
+
+def generation_table(df, grid: str, profile: str | None = None):
+    """``(table, notes)`` for a generation grid: one row per generator (its tokenizer, the rate, the prior's NLL,
+    sample quality in the study classifier's space and with Inception where measured, cost), and notes with the
+    floor (training images vs the test split at the same sample count) and the sampling settings."""
+    import pandas as pd
+
+    runs = generation_rows(grid_runs(select_profile(df, profile), grid))
+    if runs is None or len(runs) == 0:
+        return pd.DataFrame(), []
+    metrics = [m for m in GEN_METRICS if numeric(runs, m).notna().any()]
+    rows = []
+    for _, run in runs.assign(_order=runs["run_id"]).sort_values(["gen.kind", "gen.head", "_order"]).iterrows():
+        row = {"run": run["run_id"], "generator": generator_name(run), "tokenizer": tokenizer_name(run)}
+        for metric in metrics:
+            header, fmt = GEN_METRICS[metric]
+            value = numeric(run.to_frame().T, metric).iloc[0]
+            row[header] = "" if _is_missing(value) else fmt(float(value))
+        rows.append(row)
+    notes = []
+    real = numeric(runs, "real_fd_classifier").dropna()
+    if len(real):
+        notes.append(f"floor: FD (cls) of training images vs the test split at the same sample count "
+                     f"{real.min():.2f}–{real.max():.2f}; classifier test accuracy "
+                     f"{100 * numeric(runs, 'classifier_test_accuracy').dropna().mean():.1f}%")
+    missing = runs.get("fd_classifier_missing_reason")
+    if missing is not None and missing.notna().any():
+        notes.append(f"FD (cls) missing: {missing.dropna().iloc[0]}")
+    def num(run, field) -> str:
+        return f"{float(numeric(run.to_frame().T, field).iloc[0]):g}"
+
+    settings = sorted({f"{generator_name(r)}: " + (
+        f"temperature {num(r, 'gen.temperature')}, top-k {num(r, 'gen.top_k')}, top-p {num(r, 'gen.top_p')}, "
+        f"CFG {num(r, 'gen.cfg_scale')}" if r.get("gen.kind") == "ar" else
+        f"{r.get('gen.solver')} {num(r, 'gen.sample_steps')} steps, CFG {num(r, 'gen.cfg_scale')}")
+        for _, r in runs.iterrows()})
+    notes += [f"sampling: {s}; {int(numeric(runs, 'samples').max())} samples per run" for s in settings]
+    return pd.DataFrame(rows), notes

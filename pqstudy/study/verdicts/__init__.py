@@ -7,7 +7,8 @@ in advance.
 - ``registry``: ``@claim(key, paper=, grid=, text=, scope=)`` registers a claim where it is defined; ``CLAIMS``.
 - ``compare``: what every claim shares: points over seeds, **the noise rule** (the margin), the sign vote,
   combining metrics, the wording of the evidence.
-- ``pqgan``: PQGAN's claims and ours at equal rate; ``lc``: VQGAN-LC's. Each claim's thresholds sit beside it, and
+- ``pqgan``: PQGAN's claims and ours at equal rate; ``lc``: VQGAN-LC's; ``generation``: both papers' claims about
+  generators on the tokens and latents. Each claim's thresholds sit beside it, and
   each module's docstring names them.
 
 **Metrics.** Each claim is judged on its primary metric (PSNR, or utilisation for the utilisation claims) and on the
@@ -27,6 +28,9 @@ from pqstudy.study.verdicts import pqgan  # noqa: F401 - registers its claims
 
 # isort: split
 from pqstudy.study.verdicts import lc  # noqa: F401 - registers its claims
+
+# isort: split
+from pqstudy.study.verdicts import generation  # noqa: F401 - registers its claims
 from pqstudy.study.verdicts.registry import CLAIMS, STATUSES, Claim, Verdict, claim
 
 CLAIM_TEXT = {key: (c.text, c.paper) for key, c in CLAIMS.items()}

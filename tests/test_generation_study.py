@@ -1,0 +1,117 @@
+"""Generation runs in the study: the notebook, the runner's phases, the table, the figures and the verdicts."""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import pandas as pd
+import pytest
+
+from pqstudy.config import get_profile
+from pqstudy.generation.config import GenConfig, GenRunConfig
+from pqstudy.study.generation_notebook import (
+    GEN_NOTEBOOK,
+    build_notebook,
+    gen_config_from_namespace,
+    gen_parameter_names,
+)
+from pqstudy.study.notebook import NOTEBOOK_KERNELSPEC
+from pqstudy.study.verdicts import CLAIMS
+
+
+def _parameters(nb):
+    return next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+
+
+def test_committed_notebook_is_the_generated_one_without_outputs():
+    nb = nbformat.read(str(GEN_NOTEBOOK), as_version=4)
+    generated = build_notebook()
+    assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
+        (c.cell_type, c.source, c.metadata.get("tags")) for c in generated.cells]
+    assert nb.metadata["kernelspec"] == NOTEBOOK_KERNELSPEC
+    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_the_parameters_cell_mirrors_gen_config():
+    cell = _parameters(build_notebook())
+    names = [t.id for node in ast.parse(cell.source).body for t in node.targets]
+    assert names[: len(gen_parameter_names())] == gen_parameter_names()
+    shown: dict = {}
+    exec(cell.source, shown)  # noqa: S102 - the generated cell: assignments only
+    tokenizer = get_profile("smoke")
+    cfg = gen_config_from_namespace({**shown, "tokenizer_config": tokenizer.to_dict()})
+    assert cfg == GenRunConfig(tokenizer, GenConfig())
+    with pytest.raises(ValueError, match="tokenizer_dir"):
+        gen_config_from_namespace(shown)
+
+
+def test_the_runner_finishes_tokenizers_before_generators(monkeypatch):
+    """A grid may list a generator before its tokenizer; with several notebooks at once the runner still runs every
+    tokenizer of the call (phase 0) before any generator (phase 1), which needs the tokenizer's checkpoint."""
+    from pqstudy.study import runner
+
+    phases = []
+    monkeypatch.setattr(runner, "_execute_phase",
+                        lambda todo, jobs, tally: phases.append([job["run_id"] for _, job in todo]))
+    tok = get_profile("smoke")
+    gen = GenRunConfig(tok, GenConfig(size="tiny"))
+    todo = [(1, {"run_id": gen.run_id, "phase": 1}), (2, {"run_id": tok.run_id, "phase": 0})]
+    runner._execute_all(todo, jobs=2, tally=None)
+    assert phases == [[tok.run_id], [gen.run_id]]
+    assert runner.RUN_KINDS[GenRunConfig].directories(gen, runner.Path("/r")) == {
+        "run_dir": f"/r/{gen.run_id}", "tokenizer_dir": f"/r/{tok.run_id}"}
+
+
+def _gen_row(rid, method, k, fd, real=1.0, kind="ar", head="factorised", ch_mult="(1, 2, 2)", flops=1e9, **extra):
+    quant = "pq" if method == "pq" else method
+    return {"run_id": rid, "grids": f"gen-{'ar' if kind == 'ar' else 'diffusion'}", "status": "ok",
+            "profile": "default", "model.kind": "quantized", "model.ch_mult": ch_mult, "quantizer.kind": quant,
+            "quantizer.codebook_size": k, "quantizer.dim": 8, "quantizer.subspaces": 4 if quant == "pq" else 1,
+            "quantizer.sub_kind": "vq", "data.image_size": 32, "train.seed": 0, "train.steps": 800,
+            "gen.kind": kind, "gen.head": head, "gen.latent": "quantized", "gen.steps": 1000,
+            "tokenizer_run_id": f"tok-{rid}", "fd_classifier": fd, "real_fd_classifier": real,
+            "generate_flops_per_sample": flops, **extra}
+
+
+def _lc_rows(lc, fc, ema):
+    return pd.DataFrame([_gen_row("a", "lc", 16384, lc), _gen_row("b", "vq-fc", 16384, fc),
+                         _gen_row("c", "vq-ema", 16384, ema), _gen_row("d", "lc", 1024, 99.0)])
+
+
+@pytest.mark.parametrize(("fds", "status"), [
+    ((10.0, 14.0, 13.0), "reproduced"),  # LC below both beyond the floor
+    ((16.0, 14.0, 13.0), "not reproduced"),  # LC above both beyond the floor
+    ((10.0, 10.5, 14.0), "inconclusive"),  # within the floor of VQ-FC
+])
+def test_lc_generation_verdict(fds, status):
+    verdict = CLAIMS["lc-generation"](_lc_rows(*fds))
+    assert verdict.status == status and "K=16,384" in verdict.evidence
+
+
+@pytest.mark.parametrize(("fine", "coarse", "cost", "status"), [
+    (10.0, 11.0, 0.3e9, "reproduced"),  # close, a quarter of the FLOPs
+    (10.0, 20.0, 0.3e9, "not reproduced"),  # far worse
+    (10.0, 11.0, 0.9e9, "inconclusive"),  # close but not cheaper
+])
+def test_pq_diffusion_coarse_verdict(fine, coarse, cost, status):
+    df = pd.DataFrame([_gen_row("f", "pq", 256, fine, kind="diffusion", flops=1e9),
+                       _gen_row("c", "pq", 256, coarse, kind="diffusion", ch_mult="(1, 2, 2, 2)", flops=cost),
+                       _gen_row("v", "vq", 1024, 5.0, kind="diffusion")])
+    assert CLAIMS["pq-diffusion-coarse"](df).status == status
+
+
+def test_generation_verdicts_without_runs_are_inconclusive():
+    empty = pd.DataFrame([_gen_row("a", "lc", 16384, 10.0)])
+    assert CLAIMS["lc-generation"](empty).status == "inconclusive"
+    assert CLAIMS["pq-diffusion-coarse"](empty).status == "inconclusive"
+
+
+def test_generation_figures_draw_from_rows():
+    from pqstudy.figures import FIGURES
+
+    df = pd.DataFrame([_gen_row("f", "pq", 256, 10.0, kind="diffusion", recon_fd_classifier=4.0),
+                       _gen_row("a", "vq", 1024, 12.0, tokenizer_bits_per_image=640.0, recon_fd_classifier=5.0)])
+    for name in ("generation_fd_vs_rate", "generation_fd_vs_cost"):
+        fig = FIGURES[name].make(None, df)
+        assert len(fig.axes[0].collections) >= 2
