@@ -105,6 +105,12 @@ def test_generation_verdicts_without_runs_are_inconclusive():
     empty = pd.DataFrame([_gen_row("a", "lc", 16384, 10.0)])
     assert CLAIMS["lc-generation"](empty).status == "inconclusive"
     assert CLAIMS["pq-diffusion-coarse"](empty).status == "inconclusive"
+    # a gen grid that lists only its tokenizers so far (a study in progress): no gen.* columns at all
+    tokenizers = pd.DataFrame([{"run_id": "vq-1", "grids": "rate-matched;gen-ar;gen-diffusion", "status": "ok",
+                                "quantizer.kind": "vq", "model.kind": "quantized", "psnr": 20.0}])
+    for key in ("lc-generation", "pq-diffusion-coarse"):
+        verdict = CLAIMS[key](tokenizers)
+        assert verdict.status == "inconclusive" and verdict.evidence.startswith("no data"), verdict.evidence
 
 
 def test_generation_figures_draw_from_rows():

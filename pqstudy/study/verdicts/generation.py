@@ -47,7 +47,8 @@ def lc_generation(runs, c: Claim) -> Verdict:
     """+1: LC's FD below both VQ-FC's and VQ-EMA's by more than the margin; −1: above either by more than the
     margin; else inconclusive. Compared at the largest K that all three have."""
     gens = generation_rows(runs)
-    gens = gens[(gens["gen.kind"] == "ar") & (gens["gen.head"] == "factorised")]
+    if len(gens):
+        gens = gens[(gens["gen.kind"] == "ar") & (gens["gen.head"] == "factorised")]
     if len(gens) == 0 or numeric(gens, METRIC).notna().sum() == 0:
         return c.no_data(f"no AR runs with {METRIC}")
     gens = gens.assign(_method=method_of(gens), _k=numeric(gens, "quantizer.codebook_size"))
