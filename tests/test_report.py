@@ -413,3 +413,12 @@ def test_report_has_every_grid_table_and_verdict(tmp_path):
     assert text.count("| run | method |") == len(GRIDS) - len(gen_grids)
     assert text.count("| run | generator | tokenizer |") == len(gen_grids)
     assert write_report(results, figures=figures).read_text() == text  # deterministic
+
+
+def test_lc_gain_with_k_compares_the_baselines_over_lcs_own_span(world_df):
+    """A study in progress: LC measured up to K = 16,384 only, VQ-FC up to 100,000. VQ-FC's gain is read over
+    1,024→16,384 too, never over another span."""
+    partial = world_df[~(_kind(world_df, "lc") & (world_df["quantizer.codebook_size"] == 100_000))]
+    verdict = CLAIMS["lc-scales-with-k"](partial)
+    assert "LC K=1024→16384" in verdict.evidence and "vq-fc K=1024→16384" in verdict.evidence
+    assert "K=1024→100000" not in verdict.evidence

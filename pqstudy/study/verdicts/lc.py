@@ -103,7 +103,8 @@ def lc_utilisation(runs, c: Claim) -> Verdict:
           "50,000-sample rFID on ImageNet.",
 )
 def lc_scales_with_k(runs, c: Claim) -> Verdict:
-    """(e) per metric, gain = value at the largest K − at the smallest (improvement: LPIPS sign flipped). +1: LC's
+    """(e) per metric, gain = value at LC's largest K − at its smallest (improvement: LPIPS sign flipped), each
+    baseline's gain over the same two sizes (a baseline without both is left out). +1: LC's
     gain beyond the margin and beyond each of vq-fc's and vq-ema's gains by the margin; −1: LC worsens beyond the
     margin, or a baseline gains more than LC beyond it; else 0."""
     runs = _with_size(runs)
@@ -129,8 +130,8 @@ def lc_scales_with_k(runs, c: Claim) -> Verdict:
         lines = [f"LC K={k0:g}→{k1:g}: {fmt_point(a, metric)} → {fmt_point(b, metric)} "
                  f"({fmt_diff(b.mean - a.mean, metric)}, margin {fmt_margin(m_lc, metric)})"]
         numbers, states = {"lc": {"K": [k0, k1], metric: [a.mean, b.mean], "margin": m_lc}}, []
-        for method in LC_COMPARED:
-            other = ends(method)
+        for method in LC_COMPARED:  # over LC's own span of K: a gain to another K is another comparison
+            other = (k0, k1, pts[(method, k0)], pts[(method, k1)]) if {(method, k0), (method, k1)} <= set(pts) else None
             if other is None:
                 continue
             o0, o1, oa, ob = other
