@@ -64,6 +64,12 @@ def _minutes(seconds) -> str:
     return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
+def _generation_time(run_seconds: dict) -> str:
+    """``; of which N generation runs X min`` when the study has generation runs (what the gen grids add)."""
+    n = run_seconds.get("generation_runs")
+    return f"; of which {n} generation runs {_minutes(float(run_seconds['generation_wall']))}" if n else ""
+
+
 def _grid_names(df) -> list[str]:
     from pqstudy.study.grids import GRIDS
 
@@ -245,9 +251,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"training {_minutes(float(run_seconds.get('train', 0)))}, evaluation on the test split "
                    f"{_minutes(float(run_seconds.get('evaluate', 0)))}, training-split usage pass "
                    f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
-                   f"run wall {_minutes(float(run_seconds['wall']))}"
-                   + (f"; of which {run_seconds['generation_runs']} generation runs "
-                      f"{_minutes(float(run_seconds['generation_wall']))}" if run_seconds.get("generation_runs") else ""))
+                   f"run wall {_minutes(float(run_seconds['wall']))}" + _generation_time(run_seconds))
 
     verdicts = all_verdicts(df)
     floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())
