@@ -7,7 +7,7 @@ from pqstudy.figures.common import NoData, run_row, style, subplots
 from pqstudy.figures.registry import figure
 from pqstudy.study.methods import method_colour, method_label, method_of, order_methods
 from pqstudy.study.store import numeric, samples_path
-from pqstudy.study.tables import generation_rows, generator_name, tokenizer_name
+from pqstudy.study.tables import generation_rows, generator_name, levels_of, run_value, tokenizer_name
 
 GEN_GRIDS = ("gen-ar", "gen-diffusion")
 MARKERS = {"ar": "o", "diffusion": "s"}
@@ -70,8 +70,7 @@ def _scatter(ax, runs, x_column: str, x_scale: float = 1.0) -> None:
                        label=f"{method_label(method)}, {'AR prior' if kind == 'ar' else 'flow DiT'}", zorder=3)
             for _, run in part.iterrows():
                 if run.get("gen.head") == "flat":
-                    ax.annotate("flat", (float(numeric(run.to_frame().T, x_column).iloc[0]) * x_scale,
-                                         float(numeric(run.to_frame().T, "fd_classifier").iloc[0])),
+                    ax.annotate("flat", (run_value(run, x_column) * x_scale, run_value(run, "fd_classifier")),
                                 fontsize=7, xytext=(4, 4), textcoords="offset points")
 
 
@@ -117,13 +116,12 @@ def plot_generation_fd_vs_cost(df):
         fig, ax = subplots(figsize=(7.2, 4.6))
         _scatter(ax, runs, "generate_flops_per_sample", x_scale=1e-9)
         for _, run in runs.iterrows():
-            x = float(numeric(run.to_frame().T, "generate_flops_per_sample").iloc[0]) * 1e-9
-            y = float(numeric(run.to_frame().T, "fd_classifier").iloc[0])
+            x, y = run_value(run, "generate_flops_per_sample") * 1e-9, run_value(run, "fd_classifier")
             ax.annotate(tokenizer_name(run).split(" ")[-1], (x, y), fontsize=7, xytext=(4, -9),
                         textcoords="offset points")
         _floor(ax, runs)
         ax.set_xscale("log")
-        ax.set(xlabel="generator GFLOP per sample (matmuls and convolutions, decoder excluded)",
+        ax.set(xlabel="generator GFLOP per sample (matmuls, convolutions, attention; decoder excluded)",
                ylabel="FD in the study classifier's space (lower is better)",
                title=f"Generation quality vs cost ({_steps_note(runs)})")
         ax.legend(fontsize=7, loc="best")
@@ -138,7 +136,7 @@ def _bits_per_image(runs):
 
     bits = numeric(runs, "tokenizer_bits_per_image")
     k, m = numeric(runs, "quantizer.codebook_size"), numeric(runs, "quantizer.subspaces")
-    levels = runs["model.ch_mult"].astype(str).map(lambda s: len([x for x in s.strip("()").split(",") if x.strip()]))
+    levels = runs["model.ch_mult"].map(levels_of)
     side = numeric(runs, "data.image_size") / 2 ** (levels - 1)
     computed = side**2 * m * np.log2(k)
     computed[runs["model.kind"] != "quantized"] = np.nan

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pqstudy.generation.config import GEN_SECTION, GenConfig, GenRunConfig, gen_from_params
 from pqstudy.runio import read_json
+from pqstudy.study import notebook
 from pqstudy.study.notebook import REPO_ROOT, SCRATCH, _source, notebook_from_cells
 
 GEN_NOTEBOOK = REPO_ROOT / "notebooks" / "generation.ipynb"
@@ -92,12 +93,7 @@ def build_notebook():
 
 
 def write_notebook(path: str | os.PathLike = GEN_NOTEBOOK) -> Path:
-    import nbformat
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build_notebook(), str(path))
-    return path
+    return notebook.write_notebook(path, build_notebook())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -165,12 +165,13 @@ def notebook_from_cells(cells):
     return nb
 
 
-def write_notebook(path: str | os.PathLike = NOTEBOOK) -> Path:
+def write_notebook(path: str | os.PathLike = NOTEBOOK, nb=None) -> Path:
+    """Write ``nb`` (default: the ``train_eval`` notebook) to ``path``; the other generated notebooks use it too."""
     import nbformat
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build_notebook(), str(path))
+    nbformat.write(build_notebook() if nb is None else nb, str(path))
     return path
 
 

@@ -158,6 +158,16 @@ GEN_METRICS = {  # name → (header, formatter)
 }
 
 
+def run_value(run, column: str) -> float:
+    """One row's ``column`` as a float (NaN when it is missing or not a number)."""
+    return float(numeric(run.to_frame().T, column).iloc[0])
+
+
+def levels_of(ch_mult) -> int:
+    """Resolution levels of a ``model.ch_mult`` cell, ``"(1, 2, 4)"`` → 3: the downsampling factor is 2^(levels − 1)."""
+    return len([c for c in str(ch_mult).strip("()").split(",") if c.strip()])
+
+
 def generation_rows(runs):
     """The generation runs (``gen.kind`` set) of a runs DataFrame."""
     if runs is None or "gen.kind" not in runs.columns:
@@ -177,8 +187,7 @@ def tokenizer_name(run) -> str:
     """Method, M, K, D, F of a generation run's tokenizer (its row carries the tokenizer's fields)."""
     from pqstudy.study.methods import run_label
 
-    ch_mult = str(run.get("model.ch_mult", "()"))
-    levels = len([c for c in ch_mult.strip("()").split(",") if c.strip()])
+    levels = levels_of(run.get("model.ch_mult", "()"))
     return f"{run_label(run).split(' · ')[0]} F={2 ** max(levels - 1, 0)}"
 
 
@@ -210,7 +219,7 @@ def generation_table(df, grid: str, profile: str | None = None):
     if missing is not None and missing.notna().any():
         notes.append(f"FD (cls) missing: {missing.dropna().iloc[0]}")
     def num(run, field) -> str:
-        return f"{float(numeric(run.to_frame().T, field).iloc[0]):g}"
+        return f"{run_value(run, field):g}"
 
     settings = sorted({f"{generator_name(r)}: " + (
         f"temperature {num(r, 'gen.temperature')}, top-k {num(r, 'gen.top_k')}, top-p {num(r, 'gen.top_p')}, "

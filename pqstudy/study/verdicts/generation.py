@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
-from pqstudy.study.tables import generation_rows
+from pqstudy.study.tables import generation_rows, levels_of, run_value
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
 METRIC = "fd_classifier"
@@ -24,12 +24,8 @@ COST_FRACTION = 0.5
 ONE_SEED = "one generator seed per point; margin: the sampling floor (real vs real FD at the same sample count)"
 
 
-def _value(run, column: str) -> float:
-    return float(numeric(run.to_frame().T, column).iloc[0])
-
-
 def _floor(*runs) -> float | None:
-    floors = [_value(r, "real_fd_classifier") for r in runs]
+    floors = [run_value(r, "real_fd_classifier") for r in runs]
     floors = [f for f in floors if f == f]
     return max(floors) if floors else None
 
@@ -59,7 +55,7 @@ def lc_generation(runs, c: Claim) -> Verdict:
     k = sizes[0]
     at_k = gens[gens["_k"] == k]
     pick = {m: at_k[at_k["_method"] == m].iloc[0] for m in ("lc", "vq-fc", "vq-ema")}
-    fd = {m: _value(r, METRIC) for m, r in pick.items()}
+    fd = {m: run_value(r, METRIC) for m, r in pick.items()}
     margin = _floor(*pick.values())
     if margin is None or any(v != v for v in fd.values()):
         return c.no_data(f"{METRIC} or its floor missing at K={int(k)}")
@@ -94,13 +90,12 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
     gens = gens[(gens["gen.kind"] == "diffusion") & (method_of(gens) == "pq")] if len(gens) else gens
     if len(gens) < 2:
         return c.no_data("fewer than two flow-model runs on PQ latents")
-    f = gens["model.ch_mult"].astype(str).map(lambda s: len([x for x in s.strip("()").split(",") if x.strip()]))
-    gens = gens.assign(_levels=f)
+    gens = gens.assign(_levels=gens["model.ch_mult"].map(levels_of))
     fine, coarse = gens.sort_values("_levels").iloc[0], gens.sort_values("_levels").iloc[-1]
     if fine["_levels"] == coarse["_levels"]:
         return c.no_data("the PQ flow-model runs all have the same number of latent positions")
-    fd_fine, fd_coarse = _value(fine, METRIC), _value(coarse, METRIC)
-    cost_fine, cost_coarse = (_value(fine, "generate_flops_per_sample"), _value(coarse, "generate_flops_per_sample"))
+    fd_fine, fd_coarse = run_value(fine, METRIC), run_value(coarse, METRIC)
+    cost_fine, cost_coarse = (run_value(r, "generate_flops_per_sample") for r in (fine, coarse))
     margin = _floor(fine, coarse)
     if margin is None or fd_fine != fd_fine or fd_coarse != fd_coarse:
         return c.no_data(f"{METRIC} or its floor missing")
