@@ -112,6 +112,20 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
             raise
 
 
+def open_run_dir(out: Path, rid: str, config: dict, resume: bool) -> dict | None:
+    """Start (or resume) run ``rid`` in the locked directory ``out``: stale temp files removed, the checkpoint to
+    resume from (None when not resuming or there is none; a checkpoint of another run is an error), ``config.json``
+    written and an old ``error.json`` removed. Tokenizer and generator training both begin here."""
+    for stale in out.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock, so it is dead
+        stale.unlink(missing_ok=True)
+    ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
+    if ckpt is not None and ckpt["run_id"] != rid:
+        raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")
+    write_json(out / "config.json", {"run_id": rid, **config})
+    (out / "error.json").unlink(missing_ok=True)
+    return ckpt
+
+
 def record_error(out: Path, error: dict) -> None:
     """Write ``error.json``, if the disk lets us (the error being recorded may be a full disk)."""
     try:
@@ -130,13 +144,7 @@ def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
 def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress: bool,
            stop_at: int | None) -> Trained:
     t, rid = cfg.train, run_id(cfg)
-    for stale in out.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock, so it is dead
-        stale.unlink(missing_ok=True)
-    ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
-    if ckpt is not None and ckpt["run_id"] != rid:
-        raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")
-    write_json(out / "config.json", {"run_id": rid, **cfg.to_dict()})
-    (out / "error.json").unlink(missing_ok=True)
+    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume)
 
     if t.threads:
         torch.set_num_threads(t.threads)

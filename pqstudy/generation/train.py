@@ -25,10 +25,10 @@ from pqstudy.generation.ar import GPT_SIZES, GPTConfig, TokenGPT
 from pqstudy.generation.codes import Codes, check_tokenizer, load_codes, what_for
 from pqstudy.generation.config import GenRunConfig, validate_gen
 from pqstudy.generation.diffusion import DIT_SIZES, DiTConfig, LatentDiT
-from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
+from pqstudy.runio import load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
 from pqstudy.runlock import locked
-from pqstudy.train import TrainingDiverged, batch_indices, diverged, lr_factor, record_error
+from pqstudy.train import TrainingDiverged, batch_indices, diverged, lr_factor, open_run_dir, record_error
 
 LOCK = ".train.lock"
 BETAS = (0.9, 0.95)  # AdamW as nanoGPT / LlamaGen train their priors
@@ -123,11 +123,7 @@ def train_generator(cfg: GenRunConfig, out_dir: str | os.PathLike, tokenizer_dir
 def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, progress: bool,
            stop_at: int | None) -> TrainedGenerator:
     g, rid = cfg.gen, cfg.run_id
-    ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
-    if ckpt is not None and ckpt["run_id"] != rid:
-        raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")
-    write_json(out / "config.json", {"run_id": rid, **cfg.to_dict()})
-    (out / "error.json").unlink(missing_ok=True)
+    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume)
 
     if g.threads:
         torch.set_num_threads(g.threads)
