@@ -29,13 +29,17 @@ def _run_config(args):
 def cmd_train(args) -> int:
     cfg = _run_config(args)
     from pqstudy.runio import check_output_dir
+    from pqstudy.train import check_launch
     from pqstudy.train_eval import train_and_evaluate
 
+    world, _ = check_launch(cfg)  # under torchrun: this rank, checked before any work
     check_output_dir(args.out, "--out")
-
-    print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
+    if world.main:
+        where = f" on {world.size} data-parallel ranks" if world.parallel else ""
+        print(f"run {cfg.run_id} → {args.out}{where}", file=sys.stderr)
     metrics = train_and_evaluate(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    _print_metrics(metrics)
+    if world.main:
+        _print_metrics(metrics)
     return 0
 
 
