@@ -176,6 +176,13 @@ def test_bad_cluster_options_are_refused_before_any_work(tmp_path, monkeypatch, 
     assert not any(tmp_path.glob("*/"))  # no results, runs or papermill dir
 
 
+def test_study_refuses_slurm_options_without_the_submitit_executor(tmp_path, capsys):
+    assert main(["study", "--profile", "smoke", "--grids", "lc-init", "--results", str(tmp_path / "results"),
+                 "--slurm-gpus-per-task", "1"]) == 1
+    assert "--slurm-gpus-per-task: only used with --executor submitit" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_submitit_missing_is_refused_with_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit → ImportError
     assert sweep_cli(tmp_path, "--executor", "submitit", "--slurm-cluster", "local") == 1
