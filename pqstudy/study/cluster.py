@@ -39,7 +39,8 @@ class SlurmConfig:
 
     partition: str = ""  # sbatch --partition; "" = the cluster's default partition
     gpus_per_task: int = 0  # GPUs per run (sbatch --gpus-per-node; one task per node); 0 = a CPU run
-    cpus_per_task: int = 1  # CPU cores per run; also the run's OMP_NUM_THREADS, as --jobs does with cpus // jobs
+    cpus_per_task: int = 1  # CPU cores per run; also its OMP_NUM_THREADS unless set (as --jobs sets cpus // jobs);
+    # torch's own thread count stays the config's train.threads (part of the run id)
     time_min: int = 240  # wall-time limit per run: SLURM kills a task past it (the run is recorded failed)
     mem_gb: int = 16  # memory per run; over it SLURM kills the task (recorded failed)
     array_parallelism: int = 64  # at most this many runs at once (the array's %N); waves of it on the local cluster
