@@ -117,6 +117,33 @@ def test_a_second_sweep_skips_finished_runs_and_defers_on_a_spent_budget_without
     assert job_folders(cluster_sweep["paths"]["results_dir"]) == cluster_sweep["folders"]
 
 
+def test_generator_runs_are_submitted_after_their_tokenizers_finished(tmp_path, monkeypatch, pqstudy_kernel):
+    """One array per phase: the tokenizers' array has finished (every result taken) before the generators' is
+    submitted. ``run_array`` is replaced by a recorder that runs nothing."""
+    from pqstudy.generation.config import GenRunConfig
+    from pqstudy.study import runner
+    from pqstudy.study.grids import grid_configs
+
+    configs = grid_configs("gen-ar", "smoke")
+    gen = next(cfg for cfg in configs if isinstance(cfg, GenRunConfig))
+    tokenizer = next(cfg for cfg in configs if cfg.run_id == gen.tokenizer_run_id)
+    events = []
+
+    def recording_run_array(fn, items, slurm, folder, on_submit=None):
+        events.append(("submit", [item["run_id"] for item in items]))
+        for k, item in enumerate(items):
+            events.append(("finished", item["run_id"]))
+            yield k, {"run_id": item["run_id"], "status": "ok", "error": None, "seconds": 0.0}, None
+
+    monkeypatch.setattr(runner, "run_array", recording_run_array)
+    summary = run_grids({"g": [gen, tokenizer]}, results_dir=tmp_path / "results", runs_root=tmp_path / "runs",
+                        papermill_dir=tmp_path / "pm", progress=False, executor="submitit",
+                        slurm=SlurmConfig(cluster="local"))
+    assert events == [("submit", [tokenizer.run_id]), ("finished", tokenizer.run_id),
+                      ("submit", [gen.run_id]), ("finished", gen.run_id)]
+    assert summary["ran"] == 2
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # SLURM: the sbatch file submitit writes from SlurmConfig (stand-in sbatch and srun)
 
