@@ -19,7 +19,7 @@ import pytest
 from pqstudy.cli import main
 from pqstudy.config import apply_overrides, get_profile, run_id
 from pqstudy.runlock import try_lock, unlock
-from pqstudy.study.cluster import SlurmConfig, check_cluster, submit_array
+from pqstudy.study.cluster import SlurmConfig, check_cluster, run_array, submit_array
 from pqstudy.study.runner import lock_path, run_grids
 from pqstudy.study.store import record_run
 
@@ -142,6 +142,26 @@ def test_generator_runs_are_submitted_after_their_tokenizers_finished(tmp_path, 
     assert events == [("submit", [tokenizer.run_id]), ("finished", tokenizer.run_id),
                       ("submit", [gen.run_id]), ("finished", gen.run_id)]
     assert summary["ran"] == 2
+
+
+def test_the_local_cluster_runs_array_parallelism_tasks_at_a_time_and_reports_a_raising_task(tmp_path):
+    """``run_array`` on plain ``len`` (its tasks import no pqstudy): with ``array_parallelism=1`` the second task is
+    submitted once the first has its result; a task that raises gives its exception's line and its log."""
+    submitted, earlier_done = [], []
+
+    def on_submit(start, jobs):
+        earlier_done.append((start, all(job.paths.result_pickle.exists() for job in submitted)))
+        submitted.extend(jobs)
+
+    out = list(run_array(len, [[1, 2], 5], SlurmConfig(cluster="local", array_parallelism=1), tmp_path / "%j",
+                         on_submit=on_submit))
+    assert earlier_done == [(0, True), (1, True)] and len(submitted) == 2  # two waves of one
+    assert out[0] == (0, 2, None)
+    index, result, error = out[1]
+    assert index == 1 and result is None
+    assert error.startswith("TypeError: object of type 'int' has no len()"), error
+    log = Path(error.split("log: ", 1)[1].rstrip(")"))
+    assert log.is_file() and log.is_relative_to(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
