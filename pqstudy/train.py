@@ -32,6 +32,7 @@ from pqstudy.data import load_dataset, to_model_space
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.models import build_model
+from pqstudy.precision import maybe_compile, training_autocast
 from pqstudy.preflight import validate_run
 from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
@@ -153,6 +154,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
     fmt = memory_format(device)
     model = build_model(cfg, codebook=codebook).to(device, memory_format=fmt)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device, memory_format=fmt)
+    forward = maybe_compile(model, t.compile)  # checkpoints hold model's own state dict (no _orig_mod. prefix)
+    amp = training_autocast(device, t.precision)  # bf16 autocast of forward and losses; backward and steps outside
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t))
@@ -203,8 +206,9 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
         started = time.perf_counter()
         x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed)))
         x = x.to(device).contiguous(memory_format=fmt)
-        out_ae = model(x)
-        total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
+        with amp():
+            out_ae = forward(x)
+            total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
         if not torch.isfinite(total):
             error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
             raise diverged(out, error, f"loss became {total.item()} at step {step}")
@@ -213,7 +217,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
         opt.step()
         sched.step()
         if opt_d is not None and step >= cfg.loss.disc_start:
-            d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
+            with amp():
+                d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
