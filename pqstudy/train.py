@@ -181,6 +181,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
             loss_fn.discriminator.load_state_dict(ckpt["discriminator"])
             opt_d.load_state_dict(ckpt["optimizer_d"])
         torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and "cuda_rng" in ckpt:  # KL sampling and dropout draw from the GPU's generator
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         step, wall, history = ckpt["step"], ckpt["wall_seconds"], ckpt["history"]
         usage_history = [np.asarray(u) for u in ckpt["usage_history"]]  # tensors (numpy in older checkpoints)
         window_logs, window_steps = ckpt["window_logs"], ckpt["window_steps"]
@@ -194,6 +196,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": torch.get_rng_state(),
         }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         if opt_d is not None:
             state["discriminator"] = loss_fn.discriminator.state_dict()
             state["optimizer_d"] = opt_d.state_dict()
