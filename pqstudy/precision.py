@@ -2,11 +2,12 @@
 
 ``train.precision=bf16`` runs the model's forward pass and the losses under ``torch.autocast(dtype=bfloat16)``:
 convolutions and matmuls in bf16, weights, gradients and the optimiser in fp32. Three places are kept in fp32
-(:func:`fp32_region`), because bf16 breaks them (``benchmarks/bf16_quality.py`` measures each):
+(:func:`fp32_region`) (``benchmarks/bf16_quality.py`` measures each; README, "GPU path"):
 
-- ``search``: the nearest-code distances ``‖c‖² − 2x·c``. bf16 keeps 8 mantissa bits, so a distance of size s is
+- ``search``: the nearest-code distances ``‖c‖² − 2x·c``. bf16 keeps 8 mantissa bits, so a value of size s is
   rounded by up to s·2⁻⁹; codes whose distances differ by less than that tie or swap, and the argmin picks another
-  code than fp32 would. Autocast would run that matmul in bf16 (``quantizers.base.nearest_code``).
+  code than fp32 would (0.2–6% of positions on the default study's trained runs). Autocast would run that matmul in
+  bf16 (``quantizers.base.nearest_code``).
 - ``quantizer``: the whole quantiser forward (latent cast to fp32 at its entry): search, loss terms, EMA statistics,
   the lookup projections (``quantizers.base.Quantizer.forward``).
 - ``reconstruction``: the reconstruction loss, on fp32 images (``losses.AutoencoderLoss.generator_loss``).
