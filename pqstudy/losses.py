@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from pqstudy import distributed
 from pqstudy.config import LossConfig
 from pqstudy.models import AEOutput, build_discriminator
+from pqstudy.precision import fp32_region, to_fp32
 
 REC_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 
@@ -109,7 +110,9 @@ class AutoencoderLoss(nn.Module):
         ``gan``, ``gan_weight`` = disc_weight · λ actually applied, ``total``)."""
         c = self.cfg
         terms: dict[str, Tensor] = {}
-        terms["rec"] = reconstruction_loss(x, out.x_rec, c.rec)
+        with fp32_region("reconstruction", x.device.type) as guarded:  # fp32 under bf16 autocast (pqstudy.precision)
+            terms["rec"] = reconstruction_loss(to_fp32(x), to_fp32(out.x_rec), c.rec) if guarded else (
+                reconstruction_loss(x, out.x_rec, c.rec))
         nll = c.rec_weight * terms["rec"]
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(x, out.x_rec).mean()

@@ -48,6 +48,7 @@ from pqstudy.data import load_dataset, to_model_space
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.models import build_model
+from pqstudy.precision import maybe_compile, training_autocast
 from pqstudy.preflight import validate_run
 from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
@@ -212,6 +213,7 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
     fmt = memory_format(device)
     model = build_model(cfg, codebook=codebook).to(device, memory_format=fmt)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device, memory_format=fmt)
+    amp = training_autocast(device, t.precision)  # bf16 autocast of forward and losses; backward and steps outside
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t))
@@ -237,6 +239,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
             loss_fn.discriminator.load_state_dict(ckpt["discriminator"])
             opt_d.load_state_dict(ckpt["optimizer_d"])
         torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and "cuda_rng" in ckpt:  # KL sampling and dropout draw from the GPU's generator
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         step, wall, history = ckpt["step"], ckpt["wall_seconds"], ckpt["history"]
         usage_history = [np.asarray(u) for u in ckpt["usage_history"]]  # tensors (numpy in older checkpoints)
         window_logs, window_steps = ckpt["window_logs"], ckpt["window_steps"]
@@ -251,6 +255,7 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
                                       forward_sync_buffers=False)  # buffers (EMA codebooks) agree by construction
         if loss_fn.uses_gan:
             loss_fn.discriminator.load_state_dict(distributed.broadcast_state(loss_fn.discriminator.state_dict()))
+    forward = maybe_compile(net, t.compile)  # checkpoints hold model's own state dict (no _orig_mod. prefix)
 
     def save_checkpoint() -> None:
         logs, counts = global_window(window_logs, window_counts)  # a collective: every rank calls save_checkpoint
@@ -262,6 +267,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": torch.get_rng_state(), "world_size": world.size,
         }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         if opt_d is not None:
             state["discriminator"] = loss_fn.discriminator.state_dict()
             state["optimizer_d"] = opt_d.state_dict()
@@ -277,8 +284,9 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed, world.rank,
                                                              world.size)))
         x = x.to(device).contiguous(memory_format=fmt)
-        out_ae = net(x)
-        total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
+        with amp():
+            out_ae = forward(x)
+            total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
         if not torch.isfinite(total):
             error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
             raise diverged(out, error, f"loss became {total.item()} at step {step}")
@@ -287,7 +295,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         opt.step()
         sched.step()
         if opt_d is not None and step >= cfg.loss.disc_start:
-            d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
+            with amp():
+                d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             distributed.average_gradients_(loss_fn.discriminator.parameters())
