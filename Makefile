@@ -1,7 +1,7 @@
 # Convenience targets; each is one documented command.
 PY := .venv/bin/python
 
-.PHONY: setup test study study-smoke lint bench
+.PHONY: setup test study study-smoke lint bench gpu-check
 
 setup:
 	bash setup.sh
@@ -22,3 +22,8 @@ bench:
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/nearest_code.py
 	$(PY) benchmarks/search_kernel.py
+
+# The GPU path: paper-profile throughput and peak memory per quantiser kind (bf16), CUDA-vs-CPU agreement of a tiny
+# run; writes results/benchmarks/gpu.csv. Without a GPU it says so and exits 0.
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/gpu_check.py

@@ -29,13 +29,17 @@ def _run_config(args):
 def cmd_train(args) -> int:
     cfg = _run_config(args)
     from pqstudy.runio import check_output_dir
+    from pqstudy.train import check_launch
     from pqstudy.train_eval import train_and_evaluate
 
+    world, _ = check_launch(cfg)  # under torchrun: this rank, checked before any work
     check_output_dir(args.out, "--out")
-
-    print(f"run {cfg.run_id} → {args.out}", file=sys.stderr)
+    if world.main:
+        where = f" on {world.size} data-parallel ranks" if world.parallel else ""
+        print(f"run {cfg.run_id} → {args.out}{where}", file=sys.stderr)
     metrics = train_and_evaluate(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    _print_metrics(metrics)
+    if world.main:
+        _print_metrics(metrics)
     return 0
 
 
@@ -127,6 +131,7 @@ def cmd_sweep(args) -> int:
     from pqstudy.study.runner import parse_shard, run_sweep
 
     shard = parse_shard(args.shard)
+    slurm = _slurm_config(args)
     if args.grid.endswith(".json"):
         grid, configs = read_grid_file(args.grid, args.profile, args.data)
     else:
@@ -135,7 +140,8 @@ def cmd_sweep(args) -> int:
     results = args.results or default_results_dir(args.profile, args.data)
     _check_study_dirs(args, results)
     summary = run_sweep(grid, configs, results_dir=results, runs_root=args.runs,
-                        papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet)
+                        papermill_dir=args.papermill_dir, shard=shard, jobs=args.jobs, progress=not args.quiet,
+                        executor=args.executor, slurm=slurm)
     print(json.dumps(summary, indent=2))
     return 1 if summary["failed"] else 0
 
@@ -146,12 +152,13 @@ def cmd_study(args) -> int:
     from pqstudy.study.runner import parse_shard
 
     shard = parse_shard(args.shard)
+    slurm = _slurm_config(args)
     _check_study_dirs(args, args.results or default_results_dir(args.profile, args.data))
     grids = [g for g in args.grids.split(",") if g] if args.grids else None
     study = run_grids_and_report(args.profile, make_figures=make_all_figures, figures=FIGURE_DESCRIPTIONS,
                                  results_dir=args.results, runs_root=args.runs, papermill_dir=args.papermill_dir,
                                  jobs=args.jobs, grids=grids, shard=shard, progress=not args.quiet, data=args.data,
-                                 budget_minutes=args.budget_minutes)
+                                 budget_minutes=args.budget_minutes, executor=args.executor, slurm=slurm)
     print(json.dumps({k: v for k, v in study.items() if k != "figures"}, indent=2))
     return 1 if study["failed"] else 0
 
@@ -192,6 +199,47 @@ def _check_study_dirs(args, results) -> None:
             check_output_dir(path, option)
 
 
+def _slurm_config(args):
+    """The ``SlurmConfig`` of the ``--slurm-*`` options for ``--executor submitit`` (None for the local executor),
+    checked before any work: submitit installed, numbers positive, ``sbatch`` on PATH for ``--slurm-cluster
+    slurm``. ``--slurm-*`` options without ``--executor submitit`` are an error (they would silently do nothing)."""
+    from dataclasses import fields
+
+    from pqstudy.study.cluster import SlurmConfig, check_cluster, option_name
+
+    given = {f.name: getattr(args, f"slurm_{f.name}") for f in fields(SlurmConfig)
+             if getattr(args, f"slurm_{f.name}") is not None}
+    if args.executor != "submitit":
+        if given:
+            shown = ", ".join(option_name(name) for name in given)
+            raise ValueError(f"{shown}: only used with --executor submitit (--executor is {args.executor})")
+        return None
+    return check_cluster(SlurmConfig(**given))
+
+
+def _slurm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=["local", "submitit"],
+                   help="local: run the notebooks on this machine (--jobs at once); submitit: submit each run as a "
+                        "SLURM array task (needs `pip install submitit`; the results dir must be on a filesystem "
+                        "the nodes share; see README, Sweeps on a cluster)")
+    g = p.add_argument_group("SLURM (with --executor submitit; each option sets what every run's task asks for)")
+    g.add_argument("--slurm-partition", default=None, metavar="NAME", help="partition (default: the cluster's)")
+    g.add_argument("--slurm-gpus-per-task", type=int, default=None, metavar="N", help="GPUs per run (default 0)")
+    g.add_argument("--slurm-cpus-per-task", type=int, default=None, metavar="N",
+                   help="CPU cores per run, also its OMP_NUM_THREADS (default 1)")
+    g.add_argument("--slurm-time-min", type=int, default=None, metavar="MIN",
+                   help="wall-time limit per run in minutes; a run past it is killed and recorded failed (default 240)")
+    g.add_argument("--slurm-mem-gb", type=int, default=None, metavar="GB", help="memory per run (default 16)")
+    g.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                   help="at most N runs at once (the array's %%N; default 64)")
+    g.add_argument("--slurm-cluster", default=None, choices=["slurm", "local"],
+                   help="slurm (sbatch; default) or local: the tasks as processes of this machine, to try a sweep "
+                        "without a cluster")
+    g.add_argument("--slurm-folder", default=None, metavar="DIR",
+                   help="where submitit's job files and each run's stdout/stderr logs go (default: "
+                        "<results>/.submitit/<job id>/)")
+
+
 def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", choices=sorted(PROFILES))
     p.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based) of the configs")
@@ -203,6 +251,7 @@ def _study_options(p: argparse.ArgumentParser) -> None:
                    help="run on this dataset instead of the profile's: cifar10, photos, imagenet, ffhq or folder:PATH "
                         "(default results dir: results/<profile>-<dataset>/)")
     p.add_argument("--quiet", action="store_true")
+    _slurm_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

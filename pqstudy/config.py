@@ -24,6 +24,7 @@ EVAL_METRICS = ("lpips", "rfid", "kid", "cmmd")  # the reference-network metrics
 LC_INITS = ("uniform", "feature-normal", "select", "kmeans")
 RENAMED_LC_INITS = {"normal": "feature-normal"}  # old name → new name (an error that names the new one)
 PROJECTOR_INITS = ("torch", "normal")
+PRECISIONS = ("fp32", "bf16")  # train.precision (pqstudy.precision)
 
 
 class ConfigError(ValueError):
@@ -118,6 +119,14 @@ class TrainConfig:
     # per core trained 22x slower) and gives the same run on any machine.
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
+    # fp32 | bf16: bf16 autocast of the forward pass and the losses, with the quantisers' nearest-code search, their
+    # loss terms and EMA updates and the reconstruction loss kept in fp32 (pqstudy.precision; bf16 distances pick
+    # the wrong code, benchmarks/bf16_quality.py). Never chosen automatically: on a CPU without native bf16
+    # (pqstudy.cpu.native_bf16) it is emulated and 8-17x slower. Part of the run id when not fp32 (ID_DEFAULTS).
+    precision: str = "fp32"
+    # torch.compile the autoencoder's forward (pqstudy.precision.maybe_compile): faster steps after a compile of
+    # minutes. Not part of the run id: like train.device it changes float rounding only, not what is computed.
+    compile: bool = False
 
 
 @dataclass
@@ -152,15 +161,26 @@ NON_RESULT_FIELDS = {
     "data.download",
     "train.ckpt_every",
     "train.device",
+    "train.compile",
     "train.eval_batch_size",
     "train.eval_metrics",
     "quantizer.codebook_cache",
 }
 
 
+# Fields added after runs were recorded, with the value every earlier run had: a field at this value is left out of
+# the id, so the ids of the recorded runs stay as they were, and a run that sets another value gets an id of its own.
+ID_DEFAULTS = {
+    "train.precision": "fp32",
+}
+
+
 def run_id(cfg: RunConfig) -> str:
-    """A stable id from every field that changes results: same config → same id, on any machine."""
-    payload = {k: v for k, v in cfg.flat().items() if k not in NON_RESULT_FIELDS}
+    """A stable id from every field that changes results: same config → same id, on any machine.
+
+    Left out: :data:`NON_RESULT_FIELDS`, and the fields of :data:`ID_DEFAULTS` while at their old value."""
+    payload = {k: v for k, v in cfg.flat().items()
+               if k not in NON_RESULT_FIELDS and not (k in ID_DEFAULTS and v == ID_DEFAULTS[k])}
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     q = cfg.quantizer
     tag = cfg.model.kind if cfg.model.kind != "quantized" else (f"pq-{q.sub_kind}" if q.kind == "pq" else q.kind)
@@ -440,6 +460,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = [n for n in eval_metric_names(t.eval_metrics) if n not in EVAL_METRICS]
     require(not unknown, "train.eval_metrics", t.eval_metrics,
              f"unknown metric(s) {unknown}; a comma-separated subset of {','.join(EVAL_METRICS)}, or empty for none")
+    require(t.precision in PRECISIONS, "train.precision", t.precision, f"choose one of {list(PRECISIONS)}")
     check_device(t.device)
     return cfg
 

@@ -11,6 +11,7 @@ __all__ = [
     "channels_last",
     "cpu_flags",
     "cpu_model",
+    "emulated_bf16",
     "flush_denormals",
     "memory_format",
     "native_bf16",
@@ -43,6 +44,15 @@ def cpu_flags() -> set[str]:
 def native_bf16() -> bool:
     """True where bf16 matmuls run in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated, 8–17× slower."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def emulated_bf16(device) -> bool:
+    """Whether bf16 is emulated on ``device``: a CPU without native bf16, where bf16 autocast is 8–17× slower than
+    fp32. Nothing in pqstudy picks bf16 by itself there (``train.precision`` has no ``auto``; the Inception features
+    of :func:`pqstudy.metrics.distribution.choose_precision` stay fp32); a user who sets it gets a warning."""
+    import torch
+
+    return torch.device(device).type == "cpu" and not native_bf16()
 
 
 def channels_last(device) -> bool:

@@ -30,6 +30,7 @@ from pqstudy.data import load_dataset, to_model_space
 from pqstudy.metrics.codebook import codebook_metrics, suffixed, train_usage_metrics
 from pqstudy.metrics.image import psnr, ssim, to_unit
 from pqstudy.models.checkpoint import load_model
+from pqstudy.precision import autocast
 from pqstudy.runio import read_json, write_json
 
 
@@ -168,8 +169,9 @@ def evaluate_model(model, cfg: RunConfig, device=None, split: str = "test", prog
     psnr_sum = ssim_sum = 0.0
     for start in tqdm(range(0, n, bs), desc=f"eval {split}", disable=not progress, mininterval=1.0):
         x = to_model_space(dataset.get_batch(torch.arange(start, min(start + bs, n)))).to(device)
-        out = model(x.contiguous(memory_format=fmt))
-        rec = out.x_rec.clamp(-1.0, 1.0).contiguous()
+        with autocast(device, cfg.train.precision):  # the run's precision (train.precision); metrics in fp32
+            out = model(x.contiguous(memory_format=fmt))
+        rec = out.x_rec.float().clamp(-1.0, 1.0).contiguous()
         real01, rec01 = to_unit(x), to_unit(rec)
         psnr_sum += float(psnr(real01, rec01).sum())
         ssim_sum += float(ssim(real01, rec01).sum())

@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pqstudy import distributed
 from pqstudy.config import LossConfig
 from pqstudy.models import AEOutput, build_discriminator
+from pqstudy.precision import fp32_region, to_fp32
 
 REC_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 
@@ -50,10 +52,14 @@ def adaptive_gan_weight(rec_loss: Tensor, g_loss: Tensor, last_layer: nn.Module 
     """taming's λ: ‖∇rec‖ / (‖∇gan‖ + 1e-4) at ``last_layer.weight`` (or at a weight tensor), in [0, clamp], detached.
 
     It balances the two gradients where they meet the decoder's output, so the GAN term never swamps reconstruction.
+    In data-parallel training both gradients are averaged over the ranks first: every rank gets the same λ, the one
+    a single process computes from the whole global batch.
     """
     weight = last_layer.weight if isinstance(last_layer, nn.Module) else last_layer
     rec_grad = torch.autograd.grad(rec_loss, weight, retain_graph=True)[0]
     gan_grad = torch.autograd.grad(g_loss, weight, retain_graph=True)[0]
+    if distributed.active():  # data-parallel: the gradients of the global batch's losses, as one process has them
+        rec_grad, gan_grad = distributed.average_(torch.stack([rec_grad, gan_grad]))
     ratio = rec_grad.norm() / (gan_grad.norm() + 1e-4)
     return ratio.clamp(0.0, clamp).detach()
 
@@ -104,7 +110,9 @@ class AutoencoderLoss(nn.Module):
         ``gan``, ``gan_weight`` = disc_weight · λ actually applied, ``total``)."""
         c = self.cfg
         terms: dict[str, Tensor] = {}
-        terms["rec"] = reconstruction_loss(x, out.x_rec, c.rec)
+        with fp32_region("reconstruction", x.device.type) as guarded:  # fp32 under bf16 autocast (pqstudy.precision)
+            terms["rec"] = reconstruction_loss(to_fp32(x), to_fp32(out.x_rec), c.rec) if guarded else (
+                reconstruction_loss(x, out.x_rec, c.rec))
         nll = c.rec_weight * terms["rec"]
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(x, out.x_rec).mean()

@@ -10,6 +10,20 @@ uninterrupted run.
 An ``lc`` quantiser's codebook comes from :func:`pqstudy.codebooks.codebook_for` (loaded from its cache file, or built
 into it when missing), after the thread count is set and before the seeded model init. On CPU with oneDNN the model
 and its inputs are ``channels_last`` (:func:`pqstudy.cpu.channels_last`): ~27% less time per step, float32 both ways.
+
+Data-parallel (``torchrun --nproc-per-node N -m pqstudy train ...``; :mod:`pqstudy.distributed`): ``train.batch_size``
+is the global batch and each rank takes every N-th image of it (DistributedSampler's interleaving of the same
+permutation), so the ranks together see exactly one process's batch. The autoencoder runs in
+DistributedDataParallel; the state outside its gradients is kept the same on every rank: the ``lc`` codebook is
+built by rank 0 and broadcast, VQ-EMA counts and sums and the adaptive GAN weight's gradients are all-reduced (in
+the quantiser and the loss), the discriminator's gradients are averaged, and the window's usage counts and loss
+logs are reduced before they are recorded. Rank 0 alone holds the run directory: it writes config, checkpoints and
+history, and evaluates; the others read its checkpoint through a broadcast (no shared filesystem needed). A run
+resumes from any checkpoint, written by any world size, with any world size: the model and optimiser state is the
+same on every rank and the batch order is a function of the step. With the same world size the resumed run equals
+the uninterrupted one; with another, it equals a run of that world size (float rounding of the reduction differs).
+One gap to one process remains by design: the PatchGAN discriminator's BatchNorm uses each rank's own half batch
+(as taming and VQGAN-LC under DDP; CPU torch has no SyncBatchNorm).
 """
 
 from __future__ import annotations
@@ -23,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from pqstudy import distributed
 from pqstudy.codebooks import codebook_for
 from pqstudy.config import RunConfig, run_id
 from pqstudy.cpu import flush_denormals, memory_format, resolve_device
@@ -32,6 +48,7 @@ from pqstudy.data import load_dataset, to_model_space
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.metrics.codebook import codebook_metrics
 from pqstudy.models import build_model
+from pqstudy.precision import maybe_compile, training_autocast
 from pqstudy.preflight import validate_run
 from pqstudy.runio import CHECKPOINT, load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
@@ -44,13 +61,35 @@ class TrainingDiverged(RuntimeError):
     """A loss, the weights or the evaluation became NaN or infinite; the run directory holds error.json."""
 
 
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Indices of the batch at ``step``: a fresh permutation each pass over the data, seeded by (seed, pass)."""
+def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """Indices of the batch at ``step``: a fresh permutation each pass over the data, seeded by (seed, pass).
+
+    With ``world_size`` > 1, rank ``rank``'s share of that global batch: every ``world_size``-th index from ``rank``.
+    That is what ``DistributedSampler(num_replicas=world_size, rank=rank, seed=seed * 1_000_003)`` hands each rank
+    (it interleaves one permutation the same way), so the ranks' batches together are exactly one process's batch.
+    """
     per_epoch = max(n // batch_size, 1)
     epoch, i = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g)
-    return perm[i * batch_size : (i + 1) * batch_size] if n >= batch_size else perm
+    batch = perm[i * batch_size : (i + 1) * batch_size] if n >= batch_size else perm
+    return batch[rank::world_size]
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of a data-parallel rank's random draws (KL noise, dropout) at ``step``: a pure function, so a resumed
+    run draws what the uninterrupted one did, and no two ranks draw the same noise."""
+    return (seed * 1_000_003 + step) * 65_537 + rank + 1
+
+
+def global_window(logs: dict[str, float], counts: torch.Tensor | None) -> tuple[dict[str, float], torch.Tensor | None]:
+    """A history window's loss sums averaged over the ranks and its usage counts summed over them (new objects; one
+    process: the inputs). The average of the ranks' half-batch means is the global batch's mean."""
+    if not distributed.active():
+        return logs, counts
+    values = distributed.average_(torch.tensor(list(logs.values()), dtype=torch.float64))
+    logs = dict(zip(logs, values.tolist(), strict=True))
+    return logs, (distributed.all_reduce_sum_(counts.clone()) if counts is not None else None)
 
 
 def lr_factor(step: int, cfg) -> float:
@@ -84,6 +123,7 @@ class Trained:
     summary: dict  # run_id, steps, train_seconds, ... (the training fields of metrics.json); or an interrupted run's
     usage_history: list  # (M, K) usage counts of each history window (usage.npz's ``train_counts``)
     interrupted: bool = False
+    main: bool = True  # False on data-parallel ranks other than 0: they leave evaluation and the files to rank 0
 
 
 def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -99,17 +139,35 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     ``TrainingDiverged`` and writes ``error.json``; so does (as far as the disk allows) any ``OSError`` on writing.
     """
     validate_run(cfg)
-    device = resolve_device(cfg.train.device)
+    world, device = check_launch(cfg)
     flush_denormals()
     train_set = train_set if train_set is not None else load_dataset(cfg.data, "train", seed=cfg.train.seed)
     out = Path(out_dir)
+    started = distributed.start(world, device)
+    if not world.main:
+        trained = _train(cfg, out, train_set, device, world, resume=resume, progress=False, stop_at=stop_at)
+        distributed.stop(started)
+        return trained
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"run directory {out}"):
         try:
-            return _train(cfg, out, train_set, device, resume=resume, progress=progress, stop_at=stop_at)
+            trained = _train(cfg, out, train_set, device, world, resume=resume, progress=progress, stop_at=stop_at)
         except OSError as err:
             record_error(out, {"error": f"{type(err).__name__}: {err}", "run_id": run_id(cfg)})
             raise
+    distributed.stop(started)
+    return trained
+
+
+def check_launch(cfg: RunConfig) -> tuple[distributed.World, torch.device]:
+    """This process's data-parallel world (from torchrun's environment; one process without it) and device, checked
+    against the config before any work: a bad launch is a ``DistributedError`` that says what to change."""
+    world = distributed.world_from_env()
+    device = resolve_device(cfg.train.device)
+    distributed.check_world(world, cfg.train.batch_size, device)
+    if world.parallel and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    return world, device
 
 
 def open_run_dir(out: Path, rid: str, config: dict, resume: bool) -> dict | None:
@@ -141,18 +199,21 @@ def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
     return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
 
 
-def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress: bool,
+def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.World, resume: bool, progress: bool,
            stop_at: int | None) -> Trained:
     t, rid = cfg.train, run_id(cfg)
-    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume)
+    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume) if world.main else None
+    ckpt = distributed.broadcast_state(ckpt)  # rank 0's checkpoint on every rank
 
     if t.threads:
         torch.set_num_threads(t.threads)
-    codebook = codebook_for(cfg)  # after the thread count (k-means' numbers depend on it), before the seeded init
+    # after the thread count (k-means' numbers depend on it), before the seeded init; built once, by rank 0
+    codebook = distributed.broadcast_state(codebook_for(cfg) if world.main else None)
     torch.manual_seed(t.seed)
     fmt = memory_format(device)
     model = build_model(cfg, codebook=codebook).to(device, memory_format=fmt)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, device)).to(device, memory_format=fmt)
+    amp = training_autocast(device, t.precision)  # bf16 autocast of forward and losses; backward and steps outside
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t))
@@ -178,19 +239,36 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
             loss_fn.discriminator.load_state_dict(ckpt["discriminator"])
             opt_d.load_state_dict(ckpt["optimizer_d"])
         torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and "cuda_rng" in ckpt:  # KL sampling and dropout draw from the GPU's generator
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         step, wall, history = ckpt["step"], ckpt["wall_seconds"], ckpt["history"]
         usage_history = [np.asarray(u) for u in ckpt["usage_history"]]  # tensors (numpy in older checkpoints)
         window_logs, window_steps = ckpt["window_logs"], ckpt["window_steps"]
-        if quantized:
+        if quantized and world.main:  # a window's counts so far are global: one rank carries them on
             window_counts = ckpt["window_counts"]
+    # Data-parallel: DDP broadcasts rank 0's weights and averages the autoencoder's gradients. The discriminator runs
+    # on real and fake images before its backward (and inside the generator loss), so it is trained outside DDP:
+    # its weights are rank 0's (``broadcast_state``) and its gradients averaged by ``average_gradients_``.
+    net = model
+    if world.parallel:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      forward_sync_buffers=False)  # buffers (EMA codebooks) agree by construction
+        if loss_fn.uses_gan:
+            loss_fn.discriminator.load_state_dict(distributed.broadcast_state(loss_fn.discriminator.state_dict()))
+    forward = maybe_compile(net, t.compile)  # checkpoints hold model's own state dict (no _orig_mod. prefix)
 
     def save_checkpoint() -> None:
+        logs, counts = global_window(window_logs, window_counts)  # a collective: every rank calls save_checkpoint
+        if not world.main:
+            return
         state = {
             "run_id": rid, "step": step, "wall_seconds": wall, "history": history, "usage_history": usage_history,
-            "window_logs": window_logs, "window_steps": window_steps, "window_counts": window_counts,
+            "window_logs": logs, "window_steps": window_steps, "window_counts": counts,
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(), "world_size": world.size,
         }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         if opt_d is not None:
             state["discriminator"] = loss_fn.discriminator.state_dict()
             state["optimizer_d"] = opt_d.state_dict()
@@ -201,10 +279,14 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
     model.train()
     while step < last:
         started = time.perf_counter()
-        x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed)))
+        if world.parallel:
+            torch.manual_seed(step_seed(t.seed, step, world.rank))
+        x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed, world.rank,
+                                                             world.size)))
         x = x.to(device).contiguous(memory_format=fmt)
-        out_ae = model(x)
-        total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
+        with amp():
+            out_ae = forward(x)
+            total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
         if not torch.isfinite(total):
             error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
             raise diverged(out, error, f"loss became {total.item()} at step {step}")
@@ -213,9 +295,11 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
         opt.step()
         sched.step()
         if opt_d is not None and step >= cfg.loss.disc_start:
-            d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
+            with amp():
+                d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            distributed.average_gradients_(loss_fn.discriminator.parameters())
             opt_d.step()
             logs.update(d_logs)
         step += 1
@@ -227,11 +311,12 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
         if quantized:
             window_counts += out_ae.quant.stats["usage"].cpu()
         if step % history_every == 0 or step == t.steps:
+            logs, counts = global_window(window_logs, window_counts)
             record = {"step": step, "epoch": step * t.batch_size / n_train, "lr": sched.get_last_lr()[0]}
-            record.update({k: v / window_steps for k, v in window_logs.items()})
+            record.update({k: v / window_steps for k, v in logs.items()})
             if quantized:
-                record.update({k: v for k, v in codebook_metrics(window_counts).items() if k != "codes_used"})
-                usage_history.append(window_counts.numpy().astype(np.int32))
+                record.update({k: v for k, v in codebook_metrics(counts).items() if k != "codes_used"})
+                usage_history.append(counts.numpy().astype(np.int32))
                 window_counts = torch.zeros_like(window_counts)
             history.append(record)
             window_logs, window_steps = {}, 0
@@ -245,17 +330,20 @@ def _train(cfg: RunConfig, out: Path, train_set, device, resume: bool, progress:
         error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
         raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
     save_checkpoint()
-    write_json(out / "history.json", history)
+    if world.main:
+        write_json(out / "history.json", history)
     if step < t.steps:
         return Trained(model, device, {"run_id": rid, "step": step, "interrupted": True}, usage_history,
-                       interrupted=True)
+                       interrupted=True, main=world.main)
     summary = {
         "run_id": rid, "steps": step, "train_seconds": round(wall, 3),
         "train_images_per_second": round(step * t.batch_size / max(wall, 1e-9), 2),
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in params),
     }
-    return Trained(model, device, summary, usage_history)
+    if world.parallel:
+        summary["world_size"] = world.size
+    return Trained(model, device, summary, usage_history, main=world.main)
 
 
 def load_history(run_dir: str | os.PathLike) -> list[dict]:

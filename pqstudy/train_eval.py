@@ -18,7 +18,7 @@ from pqstudy.evaluate import evaluate_model, write_usage
 from pqstudy.preflight import validate_run
 from pqstudy.runio import write_json
 from pqstudy.runlock import locked
-from pqstudy.train import LOCK, Trained, diverged, record_error, train
+from pqstudy.train import LOCK, Trained, check_launch, diverged, record_error, train
 
 
 def train_and_evaluate(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -27,14 +27,16 @@ def train_and_evaluate(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool 
     run's ``{"run_id", "step", "interrupted"}`` when ``stop_at`` stopped it: no evaluation then).
 
     Both splits are loaded before ``out_dir`` is created, so bad data fails before any training and leaves no
-    directory behind. A run whose test PSNR/SSIM is not finite raises ``TrainingDiverged`` and writes ``error.json``
+    directory behind. Under torchrun every rank trains and rank 0 alone evaluates (the others return their training
+    summary). A run whose test PSNR/SSIM is not finite raises ``TrainingDiverged`` and writes ``error.json``
     instead of ``metrics.json``.
     """
     validate_run(cfg)
+    check_launch(cfg)  # a bad data-parallel launch fails before the data is loaded
     train_set = load_dataset(cfg.data, "train", seed=cfg.train.seed)
     test_set = load_dataset(cfg.data, "test", seed=cfg.train.seed)
     trained = train(cfg, out_dir, resume=resume, progress=progress, stop_at=stop_at, train_set=train_set)
-    if trained.interrupted:
+    if trained.interrupted or not trained.main:  # data-parallel: rank 0 evaluates, alone
         return trained.summary
     return evaluate_run(cfg, out_dir, trained, test_set=test_set, train_set=train_set, progress=progress)
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # that of its most specific member: an exact name, then a ``*/x`` name, then the deepest ``x/*`` package.
 LAYERS = {
     # "" = pqstudy/__init__
-    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "tv_compat", "offline")),
+    0: ("util", ("", "runio", "runlock", "safe_pickle", "cpu", "precision", "tv_compat", "offline", "distributed")),
     1: ("config", ("config", "recipes")),
     2: ("data", ("data", "data/*")),
     3: ("quantizers, models", ("quantizers/*", "models/*")),

@@ -112,16 +112,20 @@ def prior_nll(model, codes: Codes, batch_size: int = 256) -> dict:
             "tokenizer_bits_per_image": t * m * math.log2(codes.vocab_size)}
 
 
-def study_classifier(data: DataConfig):
+def study_classifier(data: DataConfig, test_split=None):
     """The study's classifier for ``data`` (trained once, cached by the data's fingerprint) and its info, or
-    ``(None, reason)`` for unlabelled data."""
+    ``(None, reason)`` for unlabelled data. ``test_split``: the test split when already loaded (unlabelled data is
+    then recognised without loading the training split)."""
     from pqstudy.metrics.classifier import classifier_for
     from pqstudy.metrics.feature_cache import cache_dir
 
+    unlabelled = f"{data.name} has no class labels: no classifier, so no classifier-space metrics"
+    if test_split is not None and test_split.labels is None:
+        return None, unlabelled
     full = DataConfig(name=data.name, root=data.root, image_size=data.image_size, download=data.download)
     train, test = load_dataset(full, "train"), load_dataset(full, "test")
     if train.labels is None or test.labels is None:
-        return None, f"{data.name} has no class labels: no classifier, so no classifier-space metrics"
+        return None, unlabelled
     key = f"{data_fingerprint(full)}|{data.image_size}"
     return classifier_for(train.images, train.labels, test.images, test.labels, key=key,
                           cache_dir=cache_dir().parent / "classifiers")
@@ -190,7 +194,7 @@ def evaluate_generator(cfg: GenRunConfig, run_dir: str | os.PathLike, tokenizer_
 
     test = load_dataset(tok_cfg.data, "test")
     test_images = to_model_space(test.images)
-    classifier, info = study_classifier(tok_cfg.data)
+    classifier, info = study_classifier(tok_cfg.data, test_split=test)
     if classifier is None:
         metrics["fd_classifier_missing_reason"] = info
     else:

@@ -327,7 +327,9 @@ class Autoencoder(AutoencoderBase):
 
 
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mean, exp(logvar)) ‖ N(0, 1)), summed over latent dimensions and averaged over the batch (as taming/LDM)."""
+    """KL(N(mean, exp(logvar)) ‖ N(0, 1)), summed over latent dimensions and averaged over the batch (as taming/LDM).
+    In fp32 under bf16 autocast: a sum over every latent element is where bf16's 8-bit mantissa loses most."""
+    mean, logvar = mean.float(), logvar.float()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
     return kl.flatten(1).sum(dim=1).mean()
 

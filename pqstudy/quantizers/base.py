@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from pqstudy.precision import fp32_region, to_fp32
+
 
 @dataclass
 class QuantOutput:
@@ -107,6 +109,13 @@ def nearest_code(x: Tensor, codebook: Tensor, chunk_size: int = 16384) -> Tensor
     indices are the same for any thread count. On other devices (GPU) the codebook is scanned in chunks with a
     running min/argmin.
     """
+    # fp32 even under bf16 autocast, which would run the distance matmul in bf16: near-ties then go to other codes
+    # (0.2-6% of positions on the default study's trained runs; pqstudy.precision, benchmarks/bf16_quality.py)
+    with fp32_region("search", x.device.type):
+        return _nearest_code(x, codebook, chunk_size)
+
+
+def _nearest_code(x: Tensor, codebook: Tensor, chunk_size: int) -> Tensor:
     n, k = x.shape[0], codebook.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
@@ -216,9 +225,14 @@ def nearest_code_batched(x: Tensor, codebooks: Tensor, chunk_size: int = 16384) 
     if codebooks.shape[0] != m or codebooks.shape[2] != d:
         raise ValueError(f"nearest_code_batched: codebooks {tuple(codebooks.shape)} do not match x {tuple(x.shape)} "
                          "(same M and d needed)")
-    k = codebooks.shape[1]
     if n == 0 or m == 0:
         return torch.zeros(m, n, dtype=torch.long, device=x.device)
+    with fp32_region("search", x.device.type):  # fp32 distances under autocast, as nearest_code
+        return _nearest_code_batched(x, codebooks, chunk_size)
+
+
+def _nearest_code_batched(x: Tensor, codebooks: Tensor, chunk_size: int) -> Tensor:
+    m, k = codebooks.shape[:2]
     dtype = codebooks.dtype if codebooks.dtype in (torch.float32, torch.float64) else torch.float32
     x, codebooks = x.to(dtype), codebooks.to(dtype)
     cpu = x.device.type == "cpu"
@@ -314,8 +328,11 @@ class Quantizer(nn.Module):
         b, d, h, w = z.shape
         if d != self.dim:
             raise ValueError(f"{type(self).__name__} expects {self.dim} channels, got {d}")
-        x = z.permute(0, 2, 3, 1).reshape(-1, d)
-        out = self.quantize(x)
+        # Under bf16 autocast the whole quantiser runs in fp32 on an fp32 latent: search, loss terms, EMA statistics
+        # (pqstudy.precision; benchmarks/bf16_quality.py). The decoder takes the fp32 z_q back into autocast.
+        with fp32_region("quantizer", z.device.type) as guarded:
+            x = z.permute(0, 2, 3, 1).reshape(-1, d)
+            out = self.quantize(to_fp32(x) if guarded else x)
         z_q = out.x_q.view(b, h, w, d).permute(0, 3, 1, 2)
         indices = out.idx.view(b, h, w, self.num_codebooks).permute(0, 3, 1, 2) if out.idx.dim() == 2 else (
             out.idx.view(b, 1, h, w)

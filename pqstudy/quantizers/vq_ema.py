@@ -12,7 +12,9 @@ The sums start at the initial codes. Starting the sizes at 1 (the default) keeps
 of dividing by a near-zero size. VQGAN-LC's EMA baseline starts them at 0 (``ema_count_init=0``, its
 ``models_vq.py:129``): an entry unused from the start then has n_k = 0 and e_k = m_k / ñ_k with a tiny ñ_k, so it is
 flung far away from the data and stays unused — part of what that baseline measures. Counts and sums use ``bincount``
-/ ``index_add_`` (no one-hot over K). Evaluation mode never updates.
+/ ``index_add_`` (no one-hot over K). Evaluation mode never updates. In data-parallel training
+(``pqstudy.distributed``) the counts and sums are summed over the ranks before the update, so every rank applies the
+update one process would from the whole global batch, and the codebooks stay identical across ranks.
 
 The loss is the commitment term only, ``ema_beta`` · ‖sg(z_q) − z‖² (taming's EMAVectorQuantizer: β = 0.25; VQGAN-LC:
 1, ``F.mse_loss(z_q.detach(), z)`` at ``models_vq.py:198``). ``quantizer.beta`` and ``legacy`` weigh the codebook term
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pqstudy import distributed
 from pqstudy.quantizers.base import Quantizer, VectorOutput, check_codebook, nearest_code, straight_through
 
 
@@ -74,6 +77,9 @@ class EMAVectorQuantizer(Quantizer):
         x = x.to(self.embed_avg.dtype)
         counts = torch.bincount(idx, minlength=self.codebook_size).to(x.dtype)
         sums = torch.zeros_like(self.embed_avg).index_add_(0, idx, x)
+        if distributed.active():  # data-parallel: every rank updates from the whole global batch, as one process would
+            both = distributed.all_reduce_sum_(torch.cat([counts.unsqueeze(1), sums], dim=1))  # one collective
+            counts, sums = both[:, 0], both[:, 1:]
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
         total = self.cluster_size.sum()

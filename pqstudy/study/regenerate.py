@@ -21,6 +21,7 @@ import torch
 
 from pqstudy.config import get_profile
 from pqstudy.runio import write_json
+from pqstudy.study.cluster import SlurmConfig
 from pqstudy.study.grids import FOLDER_PREFIX, GRIDS, check_data, data_name, grid_configs
 from pqstudy.study.runner import run_grids
 from pqstudy.study.store import write_runs_csv
@@ -75,7 +76,8 @@ def run_grids_and_report(profile: str, *, make_figures: Callable[..., list[Path]
                          results_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike = "runs",
                          papermill_dir: str | os.PathLike = "papermill_runs", jobs: int = 2,
                          grids: list[str] | None = None, shard=None, progress: bool = True, data: str | None = None,
-                         budget_minutes: float | None = None) -> dict:
+                         budget_minutes: float | None = None, executor: str = "local",
+                         slurm: SlurmConfig | None = None) -> dict:
     """Run the grids (all by default) at ``profile``'s scale, then figures and report. Returns study.json's dict.
 
     ``make_figures(results_dir, profile=profile)`` writes the figures and returns their paths, and ``figures`` (name
@@ -84,7 +86,9 @@ def run_grids_and_report(profile: str, *, make_figures: Callable[..., list[Path]
     ``data`` (a ``data.name``: ``cifar10``, ``photos``, ``folder:<path>``, ...) runs every grid on that dataset
     instead of the profile's; it is checked (one image loaded) before any run or output directory.
     ``budget_minutes`` (default: ``BUDGET_MINUTES`` of the profile) stops starting runs once spent; the runs left
-    are listed as deferred in study.json and run by the next call.
+    are listed as deferred in study.json and run by the next call. ``executor="submitit"`` runs the grids' runs as
+    SLURM array tasks with ``slurm``'s resources (``pqstudy.study.runner.run_grids``); figures and report are
+    written here once they have all finished.
     """
     from pqstudy.study.report import write_report
 
@@ -95,7 +99,8 @@ def run_grids_and_report(profile: str, *, make_figures: Callable[..., list[Path]
     started = time.perf_counter()
     budget = BUDGET_MINUTES.get(profile) if budget_minutes is None else budget_minutes
     summary = run_grids(configs, results_dir=results_dir, runs_root=runs_root, papermill_dir=papermill_dir,
-                        shard=shard, jobs=jobs, progress=progress, budget_minutes=budget or None)
+                        shard=shard, jobs=jobs, progress=progress, budget_minutes=budget or None, executor=executor,
+                        slurm=slurm)
     wall = time.perf_counter() - started
     table = write_runs_csv(results_dir)
     written = make_figures(results_dir, profile=profile)
@@ -114,6 +119,7 @@ def run_grids_and_report(profile: str, *, make_figures: Callable[..., list[Path]
         "wall_seconds": round(wall, 1),
         "run_seconds": _run_seconds(results_dir, configs),
         "jobs": jobs,
+        "executor": executor,  # local (this machine, --jobs at once) or submitit (SLURM array tasks)
         "shard": summary["shard"],
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},

@@ -19,6 +19,11 @@ once).
 
 Generation runs (``GenRunConfig``) need their tokenizer's checkpoint: they start after every tokenizer run of the
 same call has finished, and train on ``<runs_root>/<tokenizer run id>``.
+
+``executor="submitit"`` runs each phase's runs as one SLURM job array instead (``pqstudy.study.cluster``): every
+array task executes ``_execute`` (the lock, the store check, the notebook, the record) on a node, so the rules above
+hold there too, with the results directory on a filesystem the nodes share; a task that dies without a result is
+recorded here as failed, with the reason and its submitit log.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pqstudy.generation.config import GenRunConfig, gen_from_params, gen_to_para
 from pqstudy.preflight import validate_run
 from pqstudy.runio import read_json
 from pqstudy.runlock import holder, try_lock, unlock
+from pqstudy.study.cluster import SlurmConfig, check_cluster, describe, log_folder, run_array
 from pqstudy.study.generation_notebook import GEN_NOTEBOOK
 from pqstudy.study.kernel import kernel_name, require_kernel
 from pqstudy.study.notebook import NOTEBOOK, REPO_ROOT
@@ -47,6 +53,7 @@ from pqstudy.study.store import add_grid, load_run, record_run, write_runs_csv
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 LOCKS_SUBDIR = ".locks"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+EXECUTORS = ("local", "submitit")  # local: here or a pool of --jobs processes; submitit: SLURM array tasks
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,8 @@ def run_grids(
     jobs: int = 1,
     notebook: str | os.PathLike = NOTEBOOK,
     budget_minutes: float | None = None,
+    executor: str = "local",
+    slurm: SlurmConfig | None = None,
 ) -> dict:
     """Run every config of the named grids not yet finished, in one pool of ``jobs`` workers; returns
     ``{grid, total, skipped, ran, failed, held, wall_seconds, shard, failures, held_runs}`` (``ran`` counts runs
@@ -245,6 +254,10 @@ def run_grids(
     verdicts. ``budget_minutes``: no run starts once that much wall time has passed; such runs are counted as
     ``deferred`` (listed in ``deferred_runs``, not recorded) and the next sweep runs them.
 
+    ``executor="submitit"`` submits each phase's runs as one job array with ``slurm``'s resources (default
+    ``SlurmConfig()``: SLURM, 1 CPU, 16 GB, 4 h per run) instead of running them here; ``jobs`` is then unused
+    (``slurm.array_parallelism`` runs at once). A task that starts after the budget is spent defers its run.
+
     Steps: ``select_shard`` (dedup by run id, shard) → ``_plan`` (skip finished runs, validate, record config
     errors) → ``_execute_all`` (here or in the pool) → ``_Tally`` (count, report, runs.csv once per finished run).
     """
@@ -253,6 +266,12 @@ def run_grids(
             raise ValueError(f"grid name {grid_name!r}: use letters, digits, '_', '.', '+' and '-' (it names a folder)")
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: must be >= 1")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r}: must be one of {', '.join(EXECUTORS)}")
+    if slurm is not None and executor != "submitit":
+        raise ValueError(f"slurm={slurm!r} is only used with executor='submitit' (executor={executor!r})")
+    if executor == "submitit":
+        slurm = check_cluster(slurm or SlurmConfig())
     shard = parse_shard(shard)
     started = time.perf_counter()
     results_dir, runs_root, papermill_dir = (Path(p).resolve() for p in (results_dir, runs_root, papermill_dir))
@@ -267,7 +286,7 @@ def run_grids(
                  kernel=kernel, budget_minutes=budget_minutes)
     if todo:
         require_kernel(kernel)
-    _execute_all(todo, jobs, tally)
+    _execute_all(todo, jobs, tally, slurm)
     return tally.close(started)
 
 
@@ -377,10 +396,15 @@ def _plan(selected: list[RunConfig], grids_of: dict[str, list[str]], tally: _Tal
     return todo
 
 
-def _execute_all(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> None:
-    """Execute the planned jobs phase by phase (tokenizers, then the generators that need their checkpoints)."""
+def _execute_all(todo: list[tuple[int, dict]], jobs: int, tally: _Tally, slurm: SlurmConfig | None = None) -> None:
+    """Execute the planned jobs phase by phase (tokenizers, then the generators that need their checkpoints): here
+    or in a pool, or (``slurm`` given) as one submitit job array per phase."""
     for phase in sorted({job["phase"] for _, job in todo}):
-        _execute_phase([(position, job) for position, job in todo if job["phase"] == phase], jobs, tally)
+        planned = [(position, job) for position, job in todo if job["phase"] == phase]
+        if slurm is None:
+            _execute_phase(planned, jobs, tally)
+        else:
+            _execute_on_cluster(planned, slurm, tally)
 
 
 def _execute_phase(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> None:
@@ -405,8 +429,53 @@ def _execute_phase(todo: list[tuple[int, dict]], jobs: int, tally: _Tally) -> No
             try:
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 - a worker process died: record the run as failed
-                error = f"{_error_line(exc)} (notebook: {job['label']})"
-                record_run(job["results_dir"], job["cfg"], status="failed", error=error, notebook=job["label"],
-                           grids=[job["grid"]])
-                result = {"run_id": job["run_id"], "status": "failed", "error": error, "seconds": 0.0}
+                result = _record_lost(job, f"{_error_line(exc)} (notebook: {job['label']})")
             tally.finished(result, position)
+
+
+def _execute_on_cluster(todo: list[tuple[int, dict]], slurm: SlurmConfig, tally: _Tally) -> None:
+    """Execute the planned jobs as one submitit job array (``pqstudy.study.cluster.run_array``), each task running
+    ``_execute`` with ``slurm.cpus_per_task`` threads; a task that gives no result records its run as failed. Runs
+    whose budget is already spent are deferred here, without a task."""
+    now = time.time()
+    late = [(p, job) for p, job in todo if job.get("deadline") is not None and now > job["deadline"]]
+    for position, job in late:
+        tally.finished(_execute(job), position)  # returns "deferred" before touching anything
+    todo = [(p, job) for p, job in todo if p not in {position for position, _ in late}]
+    if not todo:
+        return
+    folder = log_folder(slurm, todo[0][1]["results_dir"])
+    tally.say(f"{len(todo)} runs → {describe(slurm)}; logs in {folder.parent}")
+
+    def submitted(start: int, tasks: list) -> None:
+        for k, task in enumerate(tasks, start):
+            position, job = todo[k]
+            tally.say(f"[{position}/{tally.total}] {job['run_id']} submitted as job {task.job_id} → {job['label']}")
+
+    items = [{**job, "threads": slurm.cpus_per_task} for _, job in todo]
+    for k, result, error in run_array(_execute, items, slurm, folder, on_submit=submitted):
+        position, job = todo[k]
+        if error is not None:
+            result = _record_lost(job, f"{error} (notebook: {job['label']})")
+        tally.finished(result, position)
+
+
+def _record_lost(job: dict, error: str) -> dict:
+    """The result of a run whose worker or array task died without returning one: recorded ``failed`` with
+    ``error``, under the run's lock (free again: its holder died). A run found ``ok`` meanwhile is kept (``done``);
+    a lock another sweep has taken since is left to it (``held``, the run not recorded)."""
+    rid, lock = job["run_id"], lock_path(job["results_dir"], job["run_id"])
+    fd = try_lock(lock)
+    if fd is None:
+        return {"run_id": rid, "status": "held", "seconds": 0.0,
+                "error": f"{error}; not recorded: held by another sweep since (pid {holder(lock)})"}
+    try:
+        record = load_run(job["results_dir"], rid)
+        if record is not None and record.get("status") == "ok":
+            add_grid(job["results_dir"], rid, job["grid"])
+            return {"run_id": rid, "status": "done", "error": None, "seconds": 0.0}
+        record_run(job["results_dir"], job["cfg"], status="failed", error=error, notebook=job["label"],
+                   grids=[job["grid"]])
+        return {"run_id": rid, "status": "failed", "error": error, "seconds": 0.0}
+    finally:
+        unlock(fd)

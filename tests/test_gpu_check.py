@@ -1,0 +1,70 @@
+"""benchmarks/gpu_check.py (`make gpu-check`) run on the CPU: tiny, a few smoke steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pqstudy.losses import AutoencoderLoss
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_without_a_gpu_it_says_so_and_exits_0(gpu_check, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "gpu.csv"
+    assert gpu_check.main(["--out", str(out)]) == 0
+    assert "no CUDA GPU is present" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_cpu_against_cpu_passes_and_writes_the_csv(gpu_check, tmp_path):
+    out = tmp_path / "gpu.csv"
+    rows = gpu_check.check(device="cpu", kinds=("pq", "kl"), steps=2, warmup=1, profile="smoke", precision="fp32",
+                           compare_steps=3, out=out)
+    table = pd.read_csv(out)
+    assert list(table["kind"]) == ["pq", "kl", "agreement:vq", "resume:kl"] == [r["kind"] for r in rows]
+    assert table["ok"].all()
+    assert (table["images_per_second"].iloc[:2] > 0).all() and table["peak_memory_mib"].isna().iloc[:2].all()
+    agree = rows[2]
+    assert agree["max_loss_rel_diff"] == 0.0 and agree["param_rel_diff"] == 0.0  # same device, same kernels
+    assert rows[3]["max_param_abs_diff"] == 0.0
+    assert {"card", "torch", "date", "data"} <= set(table.columns)
+
+
+def test_a_perturbed_run_fails_the_agreement(gpu_check):
+    row = gpu_check.agreement("cpu", "cpu", steps=3, lr_factor=1.5)
+    assert not row["ok"] and row["max_loss_rel_diff"] > gpu_check.LOSS_TOLERANCE
+
+
+def test_a_nan_loss_fails_naming_the_kind(gpu_check, monkeypatch, tmp_path):
+    real = AutoencoderLoss.generator_loss
+
+    def poisoned(self, *args, **kwargs):
+        total, logs = real(self, *args, **kwargs)
+        return total * math.nan, logs
+
+    monkeypatch.setattr(AutoencoderLoss, "generator_loss", poisoned)
+    out = tmp_path / "gpu.csv"
+    with pytest.raises(gpu_check.CheckFailed, match=r"vq-ema: loss nan at step 0"):
+        gpu_check.check(device="cpu", kinds=("vq-ema",), steps=1, warmup=0, profile="smoke", precision="fp32",
+                        compare_steps=0, out=out)
+    assert not pd.read_csv(out)["ok"].any()  # the failure is recorded in the CSV too
+
+
+def test_bad_arguments_are_refused(gpu_check, capsys):
+    assert gpu_check.main(["--kinds", "vq,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
