@@ -199,6 +199,15 @@ def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
     return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
 
 
+def check_finite_weights(model: torch.nn.Module, out: Path, step: int, rid: str) -> None:
+    """Raise ``TrainingDiverged`` (and record ``error.json``) when any weight of ``model`` is NaN or infinite; the
+    check after every training loop, tokenizer and generator alike."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
+        raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
+
+
 def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.World, resume: bool, progress: bool,
            stop_at: int | None) -> Trained:
     t, rid = cfg.train, run_id(cfg)
@@ -325,10 +334,7 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         bar.update(1)
         bar.set_postfix(loss=f"{logs['total']:.4f}", refresh=False)
     bar.close()
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
-        raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
+    check_finite_weights(model, out, step, rid)
     save_checkpoint()
     if world.main:
         write_json(out / "history.json", history)

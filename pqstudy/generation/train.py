@@ -28,7 +28,15 @@ from pqstudy.generation.diffusion import DIT_SIZES, DiTConfig, LatentDiT
 from pqstudy.runio import load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
 from pqstudy.runlock import locked
-from pqstudy.train import TrainingDiverged, batch_indices, diverged, lr_factor, open_run_dir, record_error
+from pqstudy.train import (
+    TrainingDiverged,
+    batch_indices,
+    check_finite_weights,
+    diverged,
+    lr_factor,
+    open_run_dir,
+    record_error,
+)
 
 LOCK = ".train.lock"
 BETAS = (0.9, 0.95)  # AdamW as nanoGPT / LlamaGen train their priors
@@ -177,10 +185,7 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     bar.close()
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise diverged(out, {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid},
-                       f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
+    check_finite_weights(model, out, step, rid)
     save_checkpoint()
     write_json(out / "history.json", history)
     summary = {"run_id": rid, "tokenizer_run_id": cfg.tokenizer_run_id, "steps": step,
