@@ -16,7 +16,7 @@ from pathlib import Path
 from pqstudy.generation.config import GEN_SECTION, GenConfig, GenRunConfig, gen_from_params
 from pqstudy.runio import read_json
 from pqstudy.study import notebook
-from pqstudy.study.notebook import REPO_ROOT, SCRATCH, _source, notebook_from_cells
+from pqstudy.study.notebook import RECORD_CELL, REPO_ROOT, SCRATCH, _source, notebook_with_parameters
 
 GEN_NOTEBOOK = REPO_ROOT / "notebooks" / "generation.ipynb"
 
@@ -81,15 +81,12 @@ plt.show()"""),
     ("code", [], """fig = sample_grid(run_dir, cfg)
 save_samples_figure(fig, results_dir, cfg.run_id)  # <results_dir>/samples/<run_id>.png, for the figures
 plt.show()"""),
-    ("code", [], """record = record_run(results_dir, cfg, status="ok", metrics=metrics, history=history,
-                    wall_seconds=wall_seconds, notebook=notebook_path, grids=[grid] if grid else [])
-print(f"recorded {record['run_id']} in {results_dir}/runs ({record['wall_seconds']} s)")"""),
+    RECORD_CELL,
 ]
 
 
 def build_notebook():
-    return notebook_from_cells([(kind, tags, parameters_source() if source is None else source)
-                                for kind, tags, source in CELLS])
+    return notebook_with_parameters(CELLS, parameters_source())
 
 
 def write_notebook(path: str | os.PathLike = GEN_NOTEBOOK) -> Path:

@@ -98,6 +98,11 @@ def parameters_source() -> str:
     return "\n".join(lines)
 
 
+# The last cell of every run notebook (train_eval here, generation in generation_notebook): the run's record.
+RECORD_CELL = ("code", [], """record = record_run(results_dir, cfg, status="ok", metrics=metrics, history=history,
+                    wall_seconds=wall_seconds, notebook=notebook_path, grids=[grid] if grid else [])
+print(f"recorded {record['run_id']} in {results_dir}/runs ({record['wall_seconds']} s)")""")
+
 CELLS = [
     ("markdown", [], """# Train and evaluate one run
 
@@ -136,16 +141,19 @@ save_reconstruction(fig, results_dir, cfg.run_id)  # <results_dir>/recon/<run_id
 if cfg.model.kind == "quantized":
     export_codebook(run_dir, results_dir)  # <results_dir>/codebooks/<run_id>.npz: usage counts, codebook sample
 plt.show()"""),
-    ("code", [], """record = record_run(results_dir, cfg, status="ok", metrics=metrics, history=history,
-                    wall_seconds=wall_seconds, notebook=notebook_path, grids=[grid] if grid else [])
-print(f"recorded {record['run_id']} in {results_dir}/runs ({record['wall_seconds']} s)")"""),
+    RECORD_CELL,
 ]
 
 
 def build_notebook():
     """The ``train_eval`` notebook (no outputs), as an nbformat node."""
-    return notebook_from_cells([(kind, tags, parameters_source() if source is None else source)
-                                for kind, tags, source in CELLS])
+    return notebook_with_parameters(CELLS, parameters_source())
+
+
+def notebook_with_parameters(cells, parameters: str):
+    """``notebook_from_cells`` with ``parameters`` as the source of the cell whose source is None (the parameters
+    cell)."""
+    return notebook_from_cells([(kind, tags, parameters if source is None else source) for kind, tags, source in cells])
 
 
 def notebook_from_cells(cells):
