@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from pqstudy.study.methods import method_of
@@ -44,6 +45,35 @@ def read_study(results_dir: str | os.PathLike) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def waiting_runs(df, profile: str | None, data: str | None = None) -> dict[str, tuple[int, int]]:
+    """Per built-in grid, ``(runs not yet recorded ok, runs in the grid)`` at ``profile``'s scale on ``data`` (the
+    profile's dataset when None); only grids with runs missing are listed, and none when the profile has no grids."""
+    from pqstudy.study.grids import GRIDS, SCALES, grid_configs
+
+    if profile not in SCALES:
+        return {}
+    ok = set(df.loc[df["status"] == "ok", "run_id"]) if len(df) and "status" in df.columns else set()
+    waiting = {}
+    for name in GRIDS:
+        expected = {cfg.run_id for cfg in grid_configs(name, profile, data)}
+        if expected - ok:
+            waiting[name] = (len(expected - ok), len(expected))
+    return waiting
+
+
+def wait_for_grid(verdict, waiting: dict[str, tuple[int, int]]):
+    """A verdict whose grid still has runs to come is inconclusive until they are in: its points may lack the seeds
+    (or the very values) the claim turns on. The evidence so far, and what it reads as, are kept."""
+    if verdict.grid not in waiting:
+        return verdict
+    missing, total = waiting[verdict.grid]
+    so_far = "" if verdict.status == "inconclusive" else f" From the runs so far it reads **{verdict.status}**."
+    evidence = (f"Waiting for {missing} of the grid's {total} runs (deferred by the study's budget; the next "
+                f"`pqstudy study` runs them).{so_far} {verdict.evidence}")
+    seeds = f"{verdict.seeds}; " if verdict.seeds else ""
+    return replace(verdict, status="inconclusive", evidence=evidence, seeds=f"{seeds}{missing} of {total} runs to come")
 
 
 def resolve_profile(df, results_dir, profile: str | None) -> str | None:
@@ -253,7 +283,8 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
                    f"run wall {_minutes(float(run_seconds['wall']))}" + _generation_time(run_seconds))
 
-    verdicts = all_verdicts(df)
+    waiting = waiting_runs(df, profile, study.get("data"))
+    verdicts = [wait_for_grid(v, waiting) for v in all_verdicts(df)]
     floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())
     out += ["## Verdicts", "",
             "Each claim is judged from the data by `pqstudy.study.verdicts` (rules and thresholds in its docstring). "
@@ -263,7 +294,8 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             "and n₁, n₂ their seed counts. A comparison without two seeds on any of its points has no margin and is "
             f"inconclusive; nothing borrows noise from another grid. Floors: {floors}. A claim is judged on its "
             "primary metric (PSNR, or utilisation) and, where the runs have them, LPIPS, rFID and KID; metrics that "
-            "disagree with the primary make it inconclusive.", ""]
+            "disagree with the primary make it inconclusive. A claim whose grid still has runs to come (deferred by "
+            "the study's budget) is inconclusive until they are in; what its runs so far read as is shown.", ""]
     counts = {s: sum(v.status == s for v in verdicts) for s in ("reproduced", "not reproduced", "inconclusive")}
     out.append(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
     out.append("")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from pqstudy.config import ID_DEFAULTS, NON_RESULT_FIELDS
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import config_columns, grid_runs, numeric, select_profile
 
@@ -25,6 +26,9 @@ TABLE_METRICS = {
 }
 OPTIONAL_METRICS = ("kid",)
 SKIP_FIELDS = {"train.seed", "model.kind", "quantizer.kind", "quantizer.sub_kind"}  # shown as "seed" / "method"
+# how a run ran (device, compile, checkpoints, batch of the evaluation) is not a grid variable; which metrics it
+# computed is, as it says why a metric is missing
+HOW_IT_RAN = NON_RESULT_FIELDS - {"train.eval_metrics"}
 CODEBOOK_METRICS = ("utilisation", "utilisation_test", "positions_per_entry", "perplexity", "bits_per_position")
 NOT_APPLICABLE = "n/a"
 
@@ -55,12 +59,16 @@ def _is_missing(value) -> bool:
 
 
 def varied_fields(runs) -> list[str]:
-    """The config columns (``section.field``) whose value differs between the runs (seed excluded)."""
+    """The config columns (``section.field``) whose value differs between the runs (seed and ``HOW_IT_RAN`` left out;
+    a field recorded before it existed read as the value it then had, ``ID_DEFAULTS``)."""
     out = []
     for column in config_columns(runs):
-        if column in SKIP_FIELDS:
+        if column in SKIP_FIELDS or column in HOW_IT_RAN:
             continue
-        if runs[column].astype(str).nunique(dropna=False) > 1:
+        values = runs[column]
+        if column in ID_DEFAULTS:
+            values = values.where(values.notna(), ID_DEFAULTS[column])
+        if values.astype(str).nunique(dropna=False) > 1:
             out.append(column)
     return out
 
