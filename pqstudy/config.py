@@ -209,7 +209,9 @@ def _smoke() -> RunConfig:
     """Every code path, a tiny model, a few steps: seconds on a laptop CPU."""
     return RunConfig(
         profile="smoke",
-        data=DataConfig(name="photos", image_size=32),
+        # the first 512 of the 2,560 training crops (every photo, interleaved): the usage pass and the generators'
+        # code extraction read the whole training split, and 60 steps of 16 images see only 960 of them
+        data=DataConfig(name="photos", image_size=32, train_limit=512),
         model=ModelConfig(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=16),
         quantizer=QuantizerConfig(kind="vq", codebook_size=64, dim=8),
         train=TrainConfig(steps=60, batch_size=16, lr=2e-3, warmup_steps=5, history_every=20, eval_batch_size=64,

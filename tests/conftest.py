@@ -79,6 +79,18 @@ def codebook_cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "codebooks"
 
 
+# The files that take longest, longest first (quiet, 2 cores, 2026-11-27): pytest-xdist hands files out in collection
+# order (`--no-loadscope-reorder` in pyproject.toml; its default orders by number of tests, which sent the smoke study
+# out two thirds of the way through), so the longest start first and the short ones fill in beside them.
+SLOW_FILES = ("test_study.py", "test_runner.py", "test_train.py", "test_weights_install.py", "test_distributed.py",
+              "test_notebooks.py", "test_quantizer_family.py", "test_figures.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: the rest keep their order
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_weights: uses the networks installed by `pqstudy weights install`")
 

@@ -137,12 +137,17 @@ def _embed_2d(vectors: np.ndarray, seed: int, perplexity: float) -> tuple[np.nda
     if vectors.shape[1] <= 2:
         out = vectors if vectors.shape[1] == 2 else np.concatenate([vectors, np.zeros_like(vectors)], axis=1)
         return out, f"raw coordinates (d = {vectors.shape[1]})"
+    import torch
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     n = len(vectors)
     perplexity = float(min(perplexity, max(2.0, (n - 1) / 3.0)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto")
-    return tsne.fit_transform(vectors), f"t-SNE (perplexity {perplexity:.0f})"
+    # scikit-learn's OpenMP gradient gets this process's thread budget (torch's: one per run beside others in a
+    # sweep, one per pytest worker), not every core: oversubscribed, its 1,000 short parallel steps ran 2x slower
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="openmp"):
+        return tsne.fit_transform(vectors), f"t-SNE (perplexity {perplexity:.0f})"
 
 
 @figure(

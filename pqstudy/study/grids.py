@@ -54,8 +54,9 @@ class StudyScale:
 
 SCALES = {
     "smoke": StudyScale(
-        steps=8, seeds=(0,), dims=(8, 16), vq_size=64, pq_size=16, pq_sub_dim=2, pq_grid_dim=8, pq_sizes=(16, 64),
-        subspaces=(1, 8), lc_sizes=(64, 256), lc_size=256, lc_dims=(8, 16), rates=(8,), table_fid_samples=0,
+        # VQ at K = pq_size and M = (1, D / pq_sub_dim): the PQ-vs-VQ runs are also the subspace grid's points
+        steps=8, seeds=(0,), dims=(8, 16), vq_size=16, pq_size=16, pq_sub_dim=2, pq_grid_dim=8, pq_sizes=(16, 64),
+        subspaces=(1, 4), lc_sizes=(64, 256), lc_size=256, lc_dims=(8, 16), rates=(8,), table_fid_samples=0,
         extra=(("train.eval_limit", "64"), ("train.eval_metrics", ""), ("train.batch_size", "8"),
                ("quantizer.lc_samples", "512")),
     ),
