@@ -226,6 +226,13 @@ def test_photos_larger_sizes_and_train_limit() -> None:
     assert len(limited) == 10
 
 
+@pytest.mark.parametrize("limit", [1, 9, 512])
+def test_photos_train_limit_is_a_prefix_of_the_whole_split(photos_train: ImageDataset, limit: int) -> None:
+    """Only the crops the first ``limit`` images use are resized, and they are the very same crops."""
+    limited = load_dataset(DataConfig(name="photos", train_limit=limit), "train", seed=0)
+    assert torch.equal(limited.images, photos_train.images[:limit])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # folders
 

@@ -65,15 +65,16 @@ def _crops_per_photo(split: str, size: int) -> int:
     return base if size <= 64 else max(MIN_CROPS_PER_PHOTO, base * 64 * 64 // (size * size))
 
 
-def _random_crops(img: Image.Image, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` square crops, side log-uniform between ``size`` and the photo's shorter side, resized to ``size``."""
+def _random_crops(img: Image.Image, n: int, size: int, rng: np.random.Generator, keep: int | None = None) -> np.ndarray:
+    """The first ``keep`` (default all) of ``n`` square crops, side log-uniform between ``size`` and the photo's
+    shorter side, resized to ``size``. All ``n`` boxes are drawn, so a crop is the same whatever ``keep``."""
     width, height = img.size
     short = min(width, height)
     low = min(size, short)
     sides = np.rint(np.exp(rng.uniform(np.log(low), np.log(short), n))).astype(int)
     lefts = (rng.random(n) * (width - sides + 1)).astype(int)
     tops = (rng.random(n) * (height - sides + 1)).astype(int)
-    boxes = zip(lefts, tops, lefts + sides, tops + sides, strict=True)
+    boxes = list(zip(lefts, tops, lefts + sides, tops + sides, strict=True))[:keep]
     return np.stack([resize_box(img, size, tuple(int(v) for v in box)) for box in boxes])
 
 
@@ -96,9 +97,10 @@ def load_photos(cfg: DataConfig, *, split: str, seed: int, limit: int) -> ImageD
     if not found:
         raise DatasetNotFoundError(f"photos: none of the {split} photos {[p.name for p in chosen]} is installed")
     n = _crops_per_photo(split, size)
+    keep = min(n, -(-limit // len(found))) if limit else n  # the crops the first `limit` interleaved images use
     crop_seed = seed if split == "train" else PHOTO_TEST_SEED
     crops = [
-        _random_crops(open_rgb(path), n, size, np.random.default_rng([crop_seed, zlib.crc32(p.name.encode())]))
+        _random_crops(open_rgb(path), n, size, np.random.default_rng([crop_seed, zlib.crc32(p.name.encode())]), keep)
         for p, path in found
     ]
     # Interleave the photos (crop 0 of every photo, then crop 1, ...) so that any prefix covers every photo.
