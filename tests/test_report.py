@@ -18,7 +18,7 @@ import pytest
 from pqstudy.config import apply_overrides
 from pqstudy.generation.config import GenRunConfig
 from pqstudy.study.grids import GRIDS, grid_configs
-from pqstudy.study.report import write_report
+from pqstudy.study.report import study_verdicts, write_report
 from pqstudy.study.store import record_run, runs_dataframe, samples_path
 from pqstudy.study.tables import grid_table, markdown_table
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
@@ -439,6 +439,8 @@ def test_a_verdict_waits_for_its_grids_deferred_runs(tmp_path):
     line = next(s for s in text.splitlines() if s.startswith(f"- **{paper}: {statement}**"))
     assert "— inconclusive (seeds per point: " in line and line.endswith(f"; 3 of {total} runs to come).")
     assert f"Waiting for 3 of the grid's {total} runs" in text and "it reads **reproduced**" in text
+    shown = {v.key: v.status for v in study_verdicts(runs_dataframe(results), results)}  # what the notebooks show
+    assert shown["lc-dprime-insensitive"] == "inconclusive" and shown["lc-init-order"] == "reproduced"
     statement, paper = CLAIM_TEXT["lc-init-order"]
     assert f"**{paper}: {statement}** — reproduced (seeds per point: 3)." in text
     assert len(df) > len(runs_dataframe(results))

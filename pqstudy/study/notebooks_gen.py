@@ -49,9 +49,9 @@ from IPython.display import Markdown, display
 from pqstudy import figures
 from pqstudy.study.grids import GRIDS, grid_configs
 from pqstudy.study.notebook import resolve
+from pqstudy.study.report import study_verdicts
 from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.tables import grid_table
-from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
 results_dir = resolve(results_dir or ("scratch/results" if run else "results"))
@@ -80,7 +80,7 @@ plt.show()"""),
         ("code", [], SHOW_VERDICTS + """
 
 
-show_verdicts([v for v in all_verdicts(df) if v.grid == grid])"""),
+show_verdicts([v for v in study_verdicts(df, results_dir, profile) if v.grid == grid])"""),
     ],
     "codebook_analysis": [
         ("markdown", [], """# Codebook analysis
@@ -148,9 +148,9 @@ profile = None  # only the runs of this profile (None: every run)"""),
 
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.notebook import resolve
+from pqstudy.study.report import study_verdicts
 from pqstudy.study.store import runs_dataframe, select_profile
 from pqstudy.study.tables import grid_table
-from pqstudy.study.verdicts import all_verdicts
 
 results_dir = resolve(results_dir)
 df = select_profile(runs_dataframe(results_dir), profile)
@@ -168,7 +168,7 @@ print(f"{len(df)} runs: {int((df['status'] == 'ok').sum())} ok, {int((df['status
         ("code", [], SHOW_VERDICTS + """
 
 
-show_verdicts(all_verdicts(df))"""),
+show_verdicts(study_verdicts(df, results_dir, profile))"""),
         ("markdown", [], "## Failed runs"),
         ("code", [], """df[df["status"] == "failed"][["run_id", "grids", "error"]]"""),
     ],
@@ -191,9 +191,8 @@ from IPython.display import Image, Markdown, display
 
 from pqstudy import figures
 from pqstudy.study.notebook import resolve
-from pqstudy.study.report import write_report
+from pqstudy.study.report import study_verdicts, write_report
 from pqstudy.study.store import runs_dataframe, select_profile
-from pqstudy.study.verdicts import all_verdicts
 
 """ + LOGGING + """
 results_dir, out_dir = resolve(results_dir), resolve(out_dir)"""),
@@ -208,7 +207,7 @@ print(f"wrote {report}")"""),
         ("code", [], SHOW_VERDICTS + """
 
 
-show_verdicts(all_verdicts(select_profile(runs_dataframe(results_dir), profile)))"""),
+show_verdicts(study_verdicts(select_profile(runs_dataframe(results_dir), profile), results_dir, profile))"""),
     ],
 }
 

@@ -76,6 +76,15 @@ def wait_for_grid(verdict, waiting: dict[str, tuple[int, int]]):
     return replace(verdict, status="inconclusive", evidence=evidence, seeds=f"{seeds}{missing} of {total} runs to come")
 
 
+def study_verdicts(df, results_dir: str | os.PathLike = "results", profile: str | None = None) -> list:
+    """Every claim's verdict on ``df`` as REPORT.md gives it: a claim whose grid still has runs to come waits for
+    them (the grids of ``profile``, resolved as the report resolves it, on ``study.json``'s dataset). The notebooks
+    show these, so that they and the report never disagree."""
+    profile = resolve_profile(df, results_dir, profile)
+    waiting = waiting_runs(df, profile, read_study(results_dir).get("data"))
+    return [wait_for_grid(v, waiting) for v in all_verdicts(df)]
+
+
 def resolve_profile(df, results_dir, profile: str | None) -> str | None:
     """The profile to report: the argument, else ``study.json``'s, else the single profile of the runs."""
     if profile:
@@ -283,8 +292,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"{_minutes(float(run_seconds.get('usage_pass', 0)))}, "
                    f"run wall {_minutes(float(run_seconds['wall']))}" + _generation_time(run_seconds))
 
-    waiting = waiting_runs(df, profile, study.get("data"))
-    verdicts = [wait_for_grid(v, waiting) for v in all_verdicts(df)]
+    verdicts = study_verdicts(df, results_dir, profile)
     floors = ", ".join(f"{k} {v:g}" for k, v in FLOORS.items())
     out += ["## Verdicts", "",
             "Each claim is judged from the data by `pqstudy.study.verdicts` (rules and thresholds in its docstring). "
