@@ -34,6 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pqstudy.generation import draw
 
 HEADS = ("factorised", "flat")
 
@@ -174,8 +177,7 @@ class TokenGPT(nn.Module):
         self._check_indices(x, "x")
         y = self._labels(y, x.shape[0])
         if self.training and self.cfg.num_classes and self.cfg.class_dropout:
-            device = generator.device if generator is not None else y.device
-            drop = torch.rand(y.shape[0], generator=generator, device=device).to(y.device) < self.cfg.class_dropout
+            drop = draw.rand(y.shape[0], generator=generator, device=y.device) < self.cfg.class_dropout
             y = torch.where(drop, self.cfg.null_class, y)
         logits = self._logits(x, y)
         return F.cross_entropy(logits.reshape(-1, self.cfg.vocab_size), x.transpose(1, 2).reshape(-1))
@@ -333,6 +335,19 @@ class TokenGPT(nn.Module):
 # sampling
 
 
+def forward_flops(cfg: GPTConfig) -> int:
+    """FLOPs of one training forward pass of one image (all T positions, teacher-forced), measured by
+    ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (shapes only: GPT-L costs no memory), 2 FLOPs per
+    multiply-add of the matrix products and attention; norms, activations and additions not counted."""
+    with torch.device("meta"):
+        model = TokenGPT(cfg)
+        x = torch.zeros(1, cfg.subspaces, cfg.positions, dtype=torch.long)
+        y = torch.full((1,), cfg.null_class, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        model._logits(x, y)  # the values' checks of logits() need data, which meta tensors have not
+    return int(counter.get_total_flops())
+
+
 def sample_logits(
     logits: Tensor,
     *,
@@ -356,7 +371,7 @@ def sample_logits(
         outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before a code already reaches top_p
         logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), -math.inf)
     probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+    return draw.multinomial(probs.reshape(-1, probs.shape[-1]), generator=generator).view(probs.shape[:-1])
 
 
 def _check_sampling(*, temperature: float, top_k: int, top_p: float) -> None:

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pqstudy.generation import draw
+
 SOLVERS = ("euler", "heun")
 
 
@@ -270,16 +272,17 @@ class LatentDiT(nn.Module):
         ``x_t = t·x1 + (1 − t)·x0``, and ``y'`` is ``y`` with each label replaced by the null class with probability
         ``class_dropout`` in training mode.
 
-        Every random number comes from ``generator`` (on ``x1``'s device), in a fixed order (x0, t, dropout), so
-        saving its state with the model and optimiser makes a resumed run bitwise identical to an unbroken one.
+        Every random number comes from ``generator`` (a CPU generator serves a GPU model too:
+        :mod:`pqstudy.generation.draw`), in a fixed order (x0, t, dropout), so saving its state with the model and
+        optimiser makes a resumed run bitwise identical to an unbroken one.
         """
         self.check_latents(x1, "x1")
         b = x1.shape[0]
         self.check_labels(y, b, allow_null=False)
-        x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
+        x0 = draw.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        t = draw.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
         if y is not None:
-            drop = torch.rand(b, generator=generator, device=x1.device) < self.cfg.class_dropout
+            drop = draw.rand(b, generator=generator, device=x1.device) < self.cfg.class_dropout
             if self.training:
                 y = torch.where(drop, torch.full_like(y, self.null_class), y)
         tt = t[:, None, None, None]
@@ -319,7 +322,7 @@ class LatentDiT(nn.Module):
             batch, labels = y.shape[0] if y.ndim == 1 else -1, y.to(device)
             self.check_labels(labels, batch, allow_null=False)
         shape = (batch, self.cfg.channels, self.cfg.grid, self.cfg.grid)
-        x0 = torch.randn(shape, generator=generator, device=device, dtype=self.pos_embed.dtype)
+        x0 = draw.randn(shape, generator=generator, device=device, dtype=self.pos_embed.dtype)
 
         if cfg_scale == 1:
 

@@ -63,16 +63,26 @@ class Standardiser(nn.Module):
         return z * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
 
 
-def build_ar(cfg: GenRunConfig, codes: Codes) -> nn.Module:
+def ar_config(cfg: GenRunConfig, codes: Codes) -> GPTConfig:
+    """The AR prior's model config for ``codes`` (indices (N, M, T))."""
     _, m, t = codes.data.shape
-    return TokenGPT(GPTConfig(positions=t, subspaces=m, vocab_size=codes.vocab_size, num_classes=codes.num_classes,
-                              head=cfg.gen.head, class_dropout=cfg.gen.class_dropout, **GPT_SIZES[cfg.gen.size]))
+    return GPTConfig(positions=t, subspaces=m, vocab_size=codes.vocab_size, num_classes=codes.num_classes,
+                     head=cfg.gen.head, class_dropout=cfg.gen.class_dropout, **GPT_SIZES[cfg.gen.size])
+
+
+def dit_config(cfg: GenRunConfig, codes: Codes) -> DiTConfig:
+    """The DiT's model config for ``codes`` (latents (N, C, h, h))."""
+    _, c, h, _ = codes.data.shape
+    return DiTConfig(channels=c, grid=h, num_classes=codes.num_classes, class_dropout=cfg.gen.class_dropout,
+                     **DIT_SIZES[cfg.gen.size])
+
+
+def build_ar(cfg: GenRunConfig, codes: Codes) -> nn.Module:
+    return TokenGPT(ar_config(cfg, codes))
 
 
 def build_diffusion(cfg: GenRunConfig, codes: Codes) -> nn.Module:
-    _, c, h, _ = codes.data.shape
-    return LatentDiT(DiTConfig(channels=c, grid=h, num_classes=codes.num_classes,
-                               class_dropout=cfg.gen.class_dropout, **DIT_SIZES[cfg.gen.size]))
+    return LatentDiT(dit_config(cfg, codes))
 
 
 BUILDERS = {"ar": build_ar, "diffusion": build_diffusion}
