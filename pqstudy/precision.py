@@ -83,7 +83,18 @@ def guards(**enabled: bool):
         FP32_GUARDS.update(saved)
 
 
-def maybe_compile(model: torch.nn.Module, enabled: bool = False) -> torch.nn.Module:
+def maybe_compile(model: torch.nn.Module, enabled: bool = False, backend: str = "inductor") -> torch.nn.Module:
     """``torch.compile(model)`` when ``enabled``, else ``model`` itself. The compiled module shares the parameters;
-    save and load the state dict of ``model`` (a compiled module's keys carry an ``_orig_mod.`` prefix)."""
-    return torch.compile(model) if enabled else model
+    save and load the state dict of ``model`` (a compiled module's keys carry an ``_orig_mod.`` prefix).
+
+    Compiling turns off AOTAutograd's donated buffers (process-wide: the setting is read when the graph compiles, at
+    the first call, not here): a backward with donated buffers refuses ``retain_graph=True``, which the GAN phase's
+    adaptive weight needs (two ``autograd.grad`` calls at the decoder's last layer before the backward). With them on,
+    the first GAN step failed, on a CPU and on an H200 (``benchmarks/gpu_check.py``); the cost is some memory.
+    ``backend``: torch.compile's (the tests use ``aot_eager``, which has the same AOTAutograd backward, in seconds)."""
+    if not enabled:
+        return model
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
+    return torch.compile(model, backend=backend)

@@ -155,3 +155,35 @@ def test_maybe_compile_off_is_the_module_itself():
     with pytest.raises(ValueError, match="train.precision"):
         autocast("cpu", "fp16")
 
+
+
+def test_a_compiled_model_trains_into_the_gan_phase():
+    # The adaptive GAN weight takes two autograd.grad(retain_graph=True) at the decoder's last layer. A backward
+    # compiled with AOTAutograd's donated buffers (on by default) refuses that once an ordinary step has compiled it:
+    # train.compile=True failed at the first GAN step (seen on an H200 and here). aot_eager: the same backward, fast.
+    import torch._functorch.config as functorch_config
+
+    from pqstudy.codebooks import codebook_for
+    from pqstudy.losses import AutoencoderLoss
+    from pqstudy.models import build_model
+
+    cfg = apply_overrides(get_profile("smoke"), {
+        "loss.disc_weight": 0.8, "loss.disc_start": 1, "loss.disc_ndf": 8, "loss.disc_layers": 1, "model.ch": 8,
+        "model.num_res_blocks": 1, "model.ch_mult": "1", "model.attn_resolutions": ""})
+    torch.manual_seed(0)
+    model = build_model(cfg, codebook=codebook_for(cfg)).to(memory_format=torch.channels_last)
+    loss_fn = AutoencoderLoss(cfg.loss)
+    opt = torch.optim.Adam(model.parameters())
+    saved = functorch_config.donated_buffer
+    try:
+        forward = maybe_compile(model, True, backend="aot_eager")
+        x = (torch.rand(2, 3, 16, 16) * 2 - 1).contiguous(memory_format=torch.channels_last)
+        for step in range(2):  # step 0 before disc_start, step 1 with the GAN and its adaptive weight
+            total, logs = loss_fn.generator_loss(x, forward(x), step, model.last_layer())
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        assert logs["gan_weight"] > 0 and torch.isfinite(total)
+    finally:
+        functorch_config.donated_buffer = saved
+        torch._dynamo.reset()
