@@ -34,15 +34,36 @@ def test_without_a_gpu_it_says_so_and_exits_0(gpu_check, monkeypatch, capsys, tm
 def test_cpu_against_cpu_passes_and_writes_the_csv(gpu_check, tmp_path):
     out = tmp_path / "gpu.csv"
     rows = gpu_check.check(device="cpu", kinds=("pq", "kl"), steps=2, warmup=1, profile="smoke", precision="fp32",
-                           compare_steps=3, out=out)
+                           compare_steps=3, out=out, gan_steps=2)
     table = pd.read_csv(out)
-    assert list(table["kind"]) == ["pq", "kl", "agreement:vq", "resume:kl"] == [r["kind"] for r in rows]
+    assert list(table["kind"]) == ["agreement:vq", "resume:kl", "pq", "kl"] == [r["kind"] for r in rows]
     assert table["ok"].all()
-    assert (table["images_per_second"].iloc[:2] > 0).all() and table["peak_memory_mib"].isna().iloc[:2].all()
-    agree = rows[2]
+    kinds = table.iloc[2:]
+    assert (kinds["images_per_second"] > 0).all() and kinds["peak_memory_mib"].isna().all()
+    assert (kinds["steps"] == 2).all() and "gan_steps" not in table  # the smoke profile trains no GAN
+    agree = rows[0]
     assert agree["max_loss_rel_diff"] == 0.0 and agree["param_rel_diff"] == 0.0  # same device, same kernels
-    assert rows[3]["max_param_abs_diff"] == 0.0
+    assert rows[1]["max_param_abs_diff"] == 0.0
     assert {"card", "torch", "date", "data"} <= set(table.columns)
+
+
+def test_the_gan_phase_is_timed_where_there_is_a_discriminator(gpu_check):
+    from pqstudy.config import apply_overrides
+
+    cfg = apply_overrides(gpu_check.kind_config("vq", "smoke", "fp32"),
+                          {"loss.disc_weight": 0.8, "loss.disc_start": 100})
+    row = gpu_check.throughput(cfg, "cpu", steps=2, warmup=1, gan_steps=2)
+    assert row["steps"] == 2 and row["gan_steps"] == 2 and row["gan_seconds_per_step"] > 0
+    assert row["perceptual"] == "none (perceptual_weight=0)"
+
+
+def test_a_budget_caps_the_timed_steps_and_skips_extras(gpu_check, tmp_path):
+    # a 1 s budget: each kind times at least one step (its share is floored at 5 s, so the first step fits);
+    # the extras (fp32, compile) are skipped once under 60 s are left, and say so by their absence
+    rows = gpu_check.check(device="cpu", kinds=("vq",), steps=10_000, warmup=0, profile="smoke", precision="fp32",
+                           compare_steps=0, out=tmp_path / "gpu.csv", budget_seconds=1.0, extras=("fp32", "compile"))
+    assert [r["kind"] for r in rows] == ["vq"]
+    assert 1 <= rows[0]["steps"] < 10_000 and rows[0]["seconds_cap"] == 5.0
 
 
 def test_a_perturbed_run_fails_the_agreement(gpu_check):
