@@ -63,9 +63,10 @@ def test_the_runner_finishes_tokenizers_before_generators(monkeypatch):
         "run_dir": f"/r/{gen.run_id}", "tokenizer_dir": f"/r/{tok.run_id}"}
 
 
-def _gen_row(rid, method, k, fd, real=1.0, kind="ar", head="factorised", ch_mult="(1, 2, 2)", flops=1e9, **extra):
+def _gen_row(rid, method, k, fd, real=0.41, kind="ar", head="factorised", ch_mult="(1, 2, 2)", flops=1e9,
+             **extra):
     quant = "pq" if method == "pq" else method
-    return {"run_id": rid, "grids": f"gen-{'ar' if kind == 'ar' else 'diffusion'}", "status": "ok",
+    return {"gen.seed": 0, "run_id": rid, "grids": f"gen-{'ar' if kind == 'ar' else 'diffusion'}", "status": "ok",
             "profile": "default", "model.kind": "quantized", "model.ch_mult": ch_mult, "quantizer.kind": quant,
             "quantizer.codebook_size": k, "quantizer.dim": 8, "quantizer.subspaces": 4 if quant == "pq" else 1,
             "quantizer.sub_kind": "vq", "data.image_size": 32, "train.seed": 0, "train.steps": 800,
@@ -74,19 +75,45 @@ def _gen_row(rid, method, k, fd, real=1.0, kind="ar", head="factorised", ch_mult
             "generate_flops_per_sample": flops, **extra}
 
 
-def _lc_rows(lc, fc, ema):
-    return pd.DataFrame([_gen_row("a", "lc", 16384, lc), _gen_row("b", "vq-fc", 16384, fc),
-                         _gen_row("c", "vq-ema", 16384, ema), _gen_row("d", "lc", 1024, 99.0)])
+def _lc_rows(lc, fc, ema, seeds=(0, 1), spread=0.2):
+    """Generator rows at K = 16,384 for LC, VQ-FC and VQ-EMA with FDs ``lc``, ``fc``, ``ema`` (mean over ``seeds``,
+    ±``spread`` about it), and one LC run at K = 1,024."""
+    rows = [_gen_row("d", "lc", 1024, 99.0)]
+    for i, seed in enumerate(seeds):
+        off = 0.0 if len(seeds) == 1 else spread * (1 if i % 2 else -1)
+        rows += [_gen_row(f"a{seed}", "lc", 16384, lc + off, **{"gen.seed": seed}),
+                 _gen_row(f"b{seed}", "vq-fc", 16384, fc + off, **{"gen.seed": seed}),
+                 _gen_row(f"c{seed}", "vq-ema", 16384, ema + off, **{"gen.seed": seed})]
+    return pd.DataFrame(rows)
 
 
 @pytest.mark.parametrize(("fds", "status"), [
-    ((10.0, 14.0, 13.0), "reproduced"),  # LC below both beyond the floor
-    ((16.0, 14.0, 13.0), "not reproduced"),  # LC above both beyond the floor
-    ((10.0, 10.5, 14.0), "inconclusive"),  # within the floor of VQ-FC
+    ((10.0, 14.0, 13.0), "reproduced"),  # LC below both beyond the margin
+    ((16.0, 14.0, 13.0), "not reproduced"),  # LC above both beyond the margin
+    ((10.0, 10.5, 14.0), "inconclusive"),  # within the margin of VQ-FC
 ])
 def test_lc_generation_verdict(fds, status):
     verdict = CLAIMS["lc-generation"](_lc_rows(*fds))
     assert verdict.status == status and "K=16,384" in verdict.evidence
+    assert verdict.seeds == "generator seeds per point: 2/2/2"
+    assert verdict.numbers["margin"] > verdict.numbers["sampling_floor"]  # the seed spread, ±0.2, is the wider
+
+
+def test_a_generation_verdict_from_one_seed_is_inconclusive_and_says_what_it_reads():
+    verdict = CLAIMS["lc-generation"](_lc_rows(16.0, 14.0, 13.0, seeds=(0,)))
+    assert verdict.status == "inconclusive" and verdict.numbers["margin"] is None
+    assert "this reads not reproduced" in verdict.evidence and "gen.seed=1" in verdict.evidence
+    assert "1/1/1" in verdict.seeds
+    # the seed spread can undo what the sampling floor alone reads: LC 0.5 above VQ-FC (floor 0.41), spread ±1
+    wide = CLAIMS["lc-generation"](_lc_rows(14.5, 14.0, 14.2, spread=1.0))
+    assert wide.status == "inconclusive" and wide.numbers["margin"] > 0.5
+
+
+def test_two_configurations_at_one_point_are_not_seeds():
+    rows = _lc_rows(10.0, 14.0, 13.0, seeds=(0,))
+    twin = rows[rows["run_id"] == "a0"].assign(run_id="a0-other-d")  # same method and K, same gen.seed
+    verdict = CLAIMS["lc-generation"](pd.concat([rows, twin], ignore_index=True))
+    assert verdict.status == "inconclusive" and "one gen.seed" in verdict.evidence
 
 
 @pytest.mark.parametrize(("fine", "coarse", "cost", "status"), [
@@ -95,10 +122,15 @@ def test_lc_generation_verdict(fds, status):
     (10.0, 11.0, 0.9e9, "inconclusive"),  # close but not cheaper
 ])
 def test_pq_diffusion_coarse_verdict(fine, coarse, cost, status):
-    df = pd.DataFrame([_gen_row("f", "pq", 256, fine, kind="diffusion", flops=1e9),
-                       _gen_row("c", "pq", 256, coarse, kind="diffusion", ch_mult="(1, 2, 2, 2)", flops=cost),
-                       _gen_row("v", "vq", 1024, 5.0, kind="diffusion")])
+    rows = []
+    for seed, off in ((0, -0.1), (1, 0.1)):
+        rows += [_gen_row(f"f{seed}", "pq", 256, fine + off, kind="diffusion", flops=1e9, **{"gen.seed": seed}),
+                 _gen_row(f"c{seed}", "pq", 256, coarse + off, kind="diffusion", ch_mult="(1, 2, 2, 2)", flops=cost,
+                          **{"gen.seed": seed})]
+    df = pd.DataFrame([*rows, _gen_row("v", "vq", 1024, 5.0, kind="diffusion")])
     assert CLAIMS["pq-diffusion-coarse"](df).status == status
+    one = CLAIMS["pq-diffusion-coarse"](df[df["run_id"].isin(["f0", "c0", "v"])])
+    assert one.status == "inconclusive" and f"this reads {status}" in one.evidence
 
 
 def test_generation_verdicts_without_runs_are_inconclusive():

@@ -304,9 +304,9 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             "primary metric (PSNR, or utilisation) and, where the runs have them, LPIPS, rFID and KID; metrics that "
             "disagree with the primary make it inconclusive. A claim whose grid still has runs to come (deferred by "
             "the study's budget) is inconclusive until they are in; what its runs so far read as is shown. The "
-            "exception, provisional: the generation claims run one generator seed per point, so their margin is the "
-            "sampling floor (real vs real FD at the same sample count); it covers sample noise, not the spread over "
-            "generator training seeds, which one seed cannot measure.", ""]
+            "generation claims follow the same rule over generator seeds, with the sampling floor (real vs real FD "
+            "at the same sample count) as their floor; with one generator seed per point they are inconclusive, and "
+            "their evidence gives what that one seed reads against the sampling floor alone.", ""]
     counts = {s: sum(v.status == s for v in verdicts) for s in ("reproduced", "not reproduced", "inconclusive")}
     out.append(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
     out.append("")

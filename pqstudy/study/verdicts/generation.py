@@ -1,10 +1,12 @@
 """The claims about generators on the tokens and latents (grids ``gen-ar`` and ``gen-diffusion``).
 
-Generators run one seed each here (a generator run costs as much as a tokenizer run), so the noise rule of the other
-claims (the seed spread) has nothing to work with. The margin is instead the **sampling floor**: the FD (in the
-study classifier's feature space) between training images and the test split at the same sample count, i.e. what
-two sets of real images already differ by. Two generators differ only when their FDs differ by more than the larger
-floor of the two runs. That margin covers sample noise, not training-seed noise; the verdicts say so.
+The noise rule of every claim (:mod:`pqstudy.study.verdicts.compare`) holds here too: a point is the mean over its
+generator seeds (``gen.seed``), and two points differ when their FDs (in the study classifier's feature space) differ
+by more than the margin ``max(sampling floor, 2 · s · sqrt(1/n₁ + 1/n₂))``, ``s`` the pooled spread over seeds. The
+**sampling floor** replaces the metric floor: the FD between training images and the test split at the same sample
+count, what two sets of real images already differ by (the larger of the compared runs'). With one seed on a compared
+point there is no training-seed spread to judge by, so the verdict is inconclusive; the evidence still gives what the
+single seed reads against the sampling floor alone, and what would settle it (``gen.seed`` 1 of those points).
 
 Thresholds: ``CLOSE_FRACTION`` = 0.25: "comes close" means the coarser tokenizer's FD is at most 25% above the finer
 one's (or within the margin); ``COST_FRACTION`` = 0.5: "at a fraction of the cost" means at most half the generator's
@@ -15,19 +17,49 @@ from __future__ import annotations
 
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
-from pqstudy.study.tables import generation_rows, levels_of, run_value
+from pqstudy.study.tables import generation_rows, levels_of
+from pqstudy.study.verdicts.compare import T_FACTOR, Point, points, pooled_sd
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
 METRIC = "fd_classifier"
 CLOSE_FRACTION = 0.25
 COST_FRACTION = 0.5
-ONE_SEED = "one generator seed per point; margin: the sampling floor (real vs real FD at the same sample count)"
 
 
-def _floor(*runs) -> float | None:
-    floors = [run_value(r, "real_fd_classifier") for r in runs]
-    floors = [f for f in floors if f == f]
-    return max(floors) if floors else None
+def _floor(runs) -> float | None:
+    """The sampling floor of ``runs`` (a frame of generator rows): the largest real-vs-real FD among them."""
+    floors = numeric(runs, "real_fd_classifier").dropna()
+    return float(floors.max()) if len(floors) else None
+
+
+def _mixed(frame, by: str) -> str:
+    """What is wrong when a point of ``frame`` (grouped by ``by``) holds two runs of one generator seed (two
+    configurations, not two seeds), else ''."""
+    dup = frame.duplicated(subset=[by, "gen.seed"], keep=False)
+    return f"two runs with one gen.seed at {sorted(set(frame.loc[dup, by]))}" if dup.any() else ""
+
+
+def _seed_margin(floor: float, pts: list[Point]) -> tuple[float | None, str]:
+    """The margin of a comparison of ``pts`` (see the module docstring) and the seeds note; None when a compared
+    point has one seed."""
+    counts = "/".join(str(p.n) for p in pts)
+    if min(p.n for p in pts) < 2:
+        return None, f"generator seeds per point: {counts}; one seed gives no training-seed spread"
+    s = pooled_sd(*pts)
+    widest = max(T_FACTOR * s * (1 / a.n + 1 / b.n) ** 0.5 for a in pts for b in pts if a is not b)
+    return max(floor, widest), f"generator seeds per point: {counts}"
+
+
+def _settled(c: Claim, reading: str, evidence: str, numbers: dict, seeds: str, margin: float | None,
+             reason: str = "") -> Verdict:
+    """The verdict: ``reading`` when the margin has seeds behind it, else inconclusive with the reading given."""
+    if margin is not None:
+        return c.verdict(reading, evidence, numbers, seeds, reason=reason if reading == NOT_REPRODUCED else "")
+    what = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}[reading]
+    note = (f"from one generator seed, against the sampling floor alone, this reads {what}"
+            + (f" ({reason})" if reading == NOT_REPRODUCED and reason else "")
+            + "; a second seed (gen.seed=1) of each compared point would give the training-seed spread")
+    return c.verdict(INCONCLUSIVE, f"{evidence}; {note}", numbers, seeds)
 
 
 @claim(
@@ -55,23 +87,31 @@ def lc_generation(runs, c: Claim) -> Verdict:
         return c.no_data("no codebook size with AR runs on LC, VQ-FC and VQ-EMA")
     k = sizes[0]
     at_k = gens[gens["_k"] == k]
-    pick = {m: at_k[at_k["_method"] == m].iloc[0] for m in ("lc", "vq-fc", "vq-ema")}
-    fd = {m: run_value(r, METRIC) for m, r in pick.items()}
-    margin = _floor(*pick.values())
-    if margin is None or any(v != v for v in fd.values()):
+    at_k = at_k[at_k["_method"].isin(["lc", "vq-fc", "vq-ema"])]
+    if _mixed(at_k, "_method"):
+        return c.no_data(_mixed(at_k, "_method"))
+    pts = points(at_k, "_method", METRIC)
+    floor = _floor(at_k)
+    if floor is None or set(pts) != {"lc", "vq-fc", "vq-ema"}:
         return c.no_data(f"{METRIC} or its floor missing at K={int(k)}")
+    fd = {m: pts[m].mean for m in ("lc", "vq-fc", "vq-ema")}
+    margin, seeds = _seed_margin(floor, [pts[m] for m in ("lc", "vq-fc", "vq-ema")])
+    judge_by = floor if margin is None else margin
     diffs = {m: fd["lc"] - fd[m] for m in ("vq-fc", "vq-ema")}
     evidence = (f"K={int(k):,}: FD (cls) LC {fd['lc']:.2f}, VQ-FC {fd['vq-fc']:.2f}, VQ-EMA {fd['vq-ema']:.2f}; "
-                f"LC − VQ-FC {diffs['vq-fc']:+.2f}, LC − VQ-EMA {diffs['vq-ema']:+.2f}; margin {margin:.2f} "
-                "(real vs real FD at the same sample count)")
-    numbers = {"k": int(k), **{f"fd_{m}": v for m, v in fd.items()}, "margin": margin}
-    if all(d < -margin for d in diffs.values()):
-        return c.verdict(REPRODUCED, evidence, numbers, ONE_SEED)
-    if any(d > margin for d in diffs.values()):
-        worse = ", ".join(m.upper() for m, d in diffs.items() if d > margin)
-        return c.verdict(NOT_REPRODUCED, evidence, numbers, ONE_SEED,
-                         reason=f"LC's tokens are harder to model than {worse}'s at this scale")
-    return c.verdict(INCONCLUSIVE, evidence, numbers, ONE_SEED)
+                f"LC − VQ-FC {diffs['vq-fc']:+.2f}, LC − VQ-EMA {diffs['vq-ema']:+.2f}; "
+                + (f"margin {margin:.2f}" if margin is not None else f"sampling floor {floor:.2f}")
+                + " (real vs real FD at the same sample count" + (", or the seed spread)" if margin else ")"))
+    numbers = {"k": int(k), **{f"fd_{m}": v for m, v in fd.items()}, "margin": margin, "sampling_floor": floor}
+    worse = ", ".join(m.upper() for m, d in diffs.items() if d > judge_by)
+    if all(d < -judge_by for d in diffs.values()):
+        reading = REPRODUCED
+    elif worse:
+        reading = NOT_REPRODUCED
+    else:
+        reading = INCONCLUSIVE
+    return _settled(c, reading, evidence, numbers, seeds, margin,
+                    reason=f"LC's tokens are harder to model than {worse}'s at this scale")
 
 
 @claim(
@@ -92,23 +132,32 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
     if len(gens) < 2:
         return c.no_data("fewer than two flow-model runs on PQ latents")
     gens = gens.assign(_levels=gens["model.ch_mult"].map(levels_of))
-    fine, coarse = gens.sort_values("_levels").iloc[0], gens.sort_values("_levels").iloc[-1]
-    if fine["_levels"] == coarse["_levels"]:
+    if gens["_levels"].nunique() < 2:
         return c.no_data("the PQ flow-model runs all have the same number of latent positions")
-    fd_fine, fd_coarse = run_value(fine, METRIC), run_value(coarse, METRIC)
-    cost_fine, cost_coarse = (run_value(r, "generate_flops_per_sample") for r in (fine, coarse))
-    margin = _floor(fine, coarse)
-    if margin is None or fd_fine != fd_fine or fd_coarse != fd_coarse:
+    fine_l, coarse_l = gens["_levels"].min(), gens["_levels"].max()
+    pair = gens[gens["_levels"].isin([fine_l, coarse_l])]
+    if _mixed(pair, "_levels"):
+        return c.no_data(_mixed(pair, "_levels"))
+    pts = points(pair, "_levels", METRIC)
+    floor = _floor(pair)
+    if floor is None or set(pts) != {fine_l, coarse_l}:
         return c.no_data(f"{METRIC} or its floor missing")
-    bound = max(fd_fine * (1 + CLOSE_FRACTION), fd_fine + margin)
-    ratio = cost_coarse / cost_fine if cost_fine else float("nan")
+    fd_fine, fd_coarse = pts[fine_l].mean, pts[coarse_l].mean
+    cost = {lv: numeric(pair[pair["_levels"] == lv], "generate_flops_per_sample").mean() for lv in (fine_l, coarse_l)}
+    margin, seeds = _seed_margin(floor, [pts[fine_l], pts[coarse_l]])
+    judge_by = floor if margin is None else margin
+    bound = max(fd_fine * (1 + CLOSE_FRACTION), fd_fine + judge_by)
+    ratio = cost[coarse_l] / cost[fine_l] if cost[fine_l] else float("nan")
     evidence = (f"FD (cls) finer PQ {fd_fine:.2f}, coarser PQ (4× fewer positions) {fd_coarse:.2f} (close if ≤ "
-                f"{bound:.2f}); generator FLOPs per sample {cost_coarse / 1e9:.3g} vs {cost_fine / 1e9:.3g} G "
-                f"({ratio:.2f}×); margin {margin:.2f}")
-    numbers = {"fd_fine": fd_fine, "fd_coarse": fd_coarse, "cost_ratio": ratio, "margin": margin}
+                f"{bound:.2f}); generator FLOPs per sample {cost[coarse_l] / 1e9:.3g} vs {cost[fine_l] / 1e9:.3g} G "
+                f"({ratio:.2f}×); " + (f"margin {margin:.2f}" if margin is not None else f"sampling floor {floor:.2f}"))
+    numbers = {"fd_fine": fd_fine, "fd_coarse": fd_coarse, "cost_ratio": ratio, "margin": margin,
+               "sampling_floor": floor}
     if fd_coarse <= bound and ratio <= COST_FRACTION:
-        return c.verdict(REPRODUCED, evidence, numbers, ONE_SEED)
-    if fd_coarse > bound:
-        return c.verdict(NOT_REPRODUCED, evidence, numbers, ONE_SEED,
-                         reason="at 4×4 positions the coarser tokenizer's latents lose what the flow model needs")
-    return c.verdict(INCONCLUSIVE, evidence, numbers, ONE_SEED)
+        reading = REPRODUCED
+    elif fd_coarse > bound:
+        reading = NOT_REPRODUCED
+    else:
+        reading = INCONCLUSIVE
+    return _settled(c, reading, evidence, numbers, seeds, margin,
+                    reason="at 4×4 positions the coarser tokenizer's latents lose what the flow model needs")
