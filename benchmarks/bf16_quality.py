@@ -24,6 +24,7 @@ bf16, the steps and the wall time) and prints each row. One thread: on a CPU wit
 (8–17× slower), so keep ``--steps`` small there.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bf16_quality.py [--steps 100] [--kinds vq,vq-ema,pq] [--runs DIR ...]
+    python3 benchmarks/bf16_quality.py --device cuda --profile smoke --steps 150   # on a GPU (native bf16)
 
 ``--runs`` adds trained run directories (e.g. the default-profile study's ``runs/<id>``), evaluated in each arm
 without training: the break at the study's scale (K = 1024, 800 steps) in minutes.
@@ -67,10 +68,11 @@ KINDS = {  # kind → overrides of the smoke profile
 def search_disagreement(model, x: torch.Tensor) -> dict:
     """Code assignments of ``model``'s latents for images ``x`` with fp32 vs bf16 distances (see the docstring)."""
     model.eval()
+    x = x.to(next(model.parameters()).device)
     with torch.no_grad():
         z = model.latent(x)
         fp32_idx = model.quantizer(z).indices
-        with torch.autocast("cpu", dtype=torch.bfloat16), guards(search=False, quantizer=False):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16), guards(search=False, quantizer=False):
             bf16_idx = model.quantizer(z).indices
         ratio = value_over_gap(model.quantizer, z)
     return {"assign_disagree_pct": round(100.0 * (fp32_idx != bf16_idx).float().mean().item(), 3),
@@ -92,14 +94,14 @@ def value_over_gap(quantizer, z: torch.Tensor) -> float:
     return torch.cat(ratios).median().item()
 
 
-def trained_rows(run_dir: str, eval_images: int) -> list[dict]:
+def trained_rows(run_dir: str, eval_images: int, device: str = "cpu") -> list[dict]:
     """A trained run directory (e.g. a default-profile study run) evaluated, not trained, in each arm on the first
     ``eval_images`` test images, plus its fp32-vs-bf16 code-assignment disagreement: the break at the scale of the
     study, without training again."""
     from pqstudy.models.checkpoint import load_model
 
-    model, cfg = load_model(run_dir, "cpu")
-    cfg = apply_overrides(cfg, {"train.eval_limit": eval_images, "train.eval_metrics": ""})
+    model, cfg = load_model(run_dir, device)
+    cfg = apply_overrides(cfg, {"train.eval_limit": eval_images, "train.eval_metrics": "", "train.device": device})
     test_set = load_dataset(cfg.data, "test", seed=0)
     images = to_model_space(test_set.get_batch(torch.arange(min(eval_images, len(test_set)))))
     probe = search_disagreement(copy.deepcopy(model), images) if cfg.model.kind == "quantized" else {}
@@ -143,6 +145,7 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {list(ARMS)}")
     ap.add_argument("--eval-images", type=int, default=256)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: native bf16)")
     ap.add_argument("--runs", nargs="*", default=[],
                     help="trained run directories to evaluate (not train) in each arm, after the training arms")
     args = ap.parse_args()
@@ -157,7 +160,9 @@ def main() -> None:
     warnings.simplefilter("ignore", RuntimeWarning)  # the emulated-bf16 warning, once per run
     torch.set_num_threads(1)
     base = apply_overrides(get_profile(args.profile), {"train.steps": args.steps, "train.eval_limit": args.eval_images,
-                                                  "train.eval_metrics": "", "train.threads": 1})
+                                                  "train.eval_metrics": "", "train.threads": 1,
+                                                  "train.device": args.device})
+    where = {"cpu": cpu_model(), "native_bf16": native_bf16(), "device": device_name(args.device)}
     train_set = load_dataset(base.data, "train", seed=0)
     test_set = load_dataset(base.data, "test", seed=0)
     images = to_model_space(test_set.get_batch(torch.arange(min(args.eval_images, len(test_set)))))
@@ -169,13 +174,17 @@ def main() -> None:
             if arm == "fp32":
                 row.update(search_disagreement(copy.deepcopy(model), images))
             row = {"kind": kind, "source": f"{args.profile} profile, trained here", **row, "steps": args.steps,
-                   "cpu": cpu_model(), "native_bf16": native_bf16(),
-                   "torch": torch.__version__, "threads": 1}
+                   **where, "torch": torch.__version__, "threads": 1}
             _record(rows, row, args.out)
     for run_dir in args.runs:
-        for row in trained_rows(run_dir, args.eval_images):
-            _record(rows, {**row, "cpu": cpu_model(), "native_bf16": native_bf16(), "torch": torch.__version__,
-                           "threads": 1}, args.out)
+        for row in trained_rows(run_dir, args.eval_images, args.device):
+            _record(rows, {**row, **where, "torch": torch.__version__, "threads": 1}, args.out)
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA device, else the CPU's model."""
+    dev = torch.device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
 
 
 def _record(rows: list[dict], row: dict, out: str) -> None:
