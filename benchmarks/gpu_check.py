@@ -114,6 +114,13 @@ def kind_config(kind: str, profile: str = "paper", precision: str = "bf16", cach
     return apply_overrides(cfg, over)
 
 
+def sync_time(device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def synthetic_images(n: int, size: int, seed: int = 0) -> ImageDataset:
     """``n`` uniformly random uint8 images (3, size, size): a stand-in for data where there is none."""
     g = torch.Generator().manual_seed(seed)
@@ -167,9 +174,7 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
         torch.cuda.reset_peak_memory_stats(device)
 
     def sync() -> float:
-        if cuda:
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
+        return sync_time(device)
 
     def one_step(i: int, step: int) -> None:
         x = data.images[(torch.arange(b) + i * b) % len(data)].to(device).float().div(127.5).sub(1.0)
@@ -220,13 +225,6 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
 
 
 IMAGENET_CLASSES = 1000
-
-
-def sync_time(device) -> float:
-    """``time.perf_counter()`` after the device's queued work is done."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def generator_config(kind: str):
@@ -295,15 +293,11 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
 
     for i in range(warmup):
         one_step(i)
-    if cuda:
-        torch.cuda.synchronize(device)
-    start, done = time.perf_counter(), 0
+    start, done = sync_time(device), 0
     while done < steps and (seconds is None or done == 0 or time.perf_counter() - start < seconds):
         loss = one_step(warmup + done)
         done += 1
-    if cuda:
-        torch.cuda.synchronize(device)
-    wall = time.perf_counter() - start
+    wall = sync_time(device) - start
     # sampling on the device from a CPU generator, as the study's evaluation seeds it: 2 samples (AR: every position;
     # diffusion: 2 Heun steps), finite and of the codes' shape
     model.eval()
