@@ -35,13 +35,15 @@ def _floor(runs) -> float | None:
 def _mixed(frame, by: str) -> str:
     """What is wrong when a point of ``frame`` (grouped by ``by``) holds two runs of one generator seed (two
     configurations, not two seeds), else ''."""
+    if "gen.seed" not in frame:  # records from before gen.seed was a column: one seed each
+        frame = frame.assign(**{"gen.seed": 0})
     dup = frame.duplicated(subset=[by, "gen.seed"], keep=False)
     return f"two runs with one gen.seed at {sorted(set(frame.loc[dup, by]))}" if dup.any() else ""
 
 
 def _seed_margin(floor: float, pts: list[Point]) -> tuple[float | None, str]:
-    """The margin of a comparison of ``pts`` (see the module docstring) and the seeds note; None when a compared
-    point has one seed."""
+    """The margin of a comparison of ``pts`` (see the module docstring; with three points, the widest pair's) and the
+    seeds note; None when a compared point has one seed."""
     counts = "/".join(str(p.n) for p in pts)
     if min(p.n for p in pts) < 2:
         return None, f"generator seeds per point: {counts}; one seed gives no training-seed spread"
