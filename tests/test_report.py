@@ -463,3 +463,18 @@ def test_grid_table_leaves_out_how_runs_ran_and_reads_old_records_at_the_old_def
     runs.loc[first, "train.precision"] = "bf16"  # a real difference is shown
     table, _ = grid_table(runs, "pq-codebook-size")
     assert "precision" in table.columns
+
+
+def test_dprime_range_is_judged_with_the_seeds_of_the_points_that_make_it(world_df):
+    # D′=16 has one seed in the grid, D′=8 and D′=32 three. Move D′=16 to 0.608 dB above the lowest D′: beyond the
+    # tolerance (0.5) plus the 3-vs-3 seed margin of the extremes (0.10), within it plus the 1-vs-3 margin of the two
+    # points that make the range (0.115): inconclusive, not "not reproduced" on one seed's noise.
+    grid = _in_grid(world_df, "lc-projected-dim")
+    low = _num(world_df, "quantizer.low_dim").fillna(0)
+    dprime = low.where(low > 0, _num(world_df, "quantizer.dim"))
+    lo = min(_num(world_df, "psnr")[grid & (dprime == d)].mean() for d in (8, 32))
+    one = grid & (dprime == 16)
+    assert one.sum() == 1
+    verdict = CLAIMS["lc-dprime-insensitive"](_set(world_df, one, "psnr", lo + 0.608))
+    assert verdict.status == "inconclusive", verdict.evidence
+    assert "margin 0.12 dB" in verdict.evidence and "1/3" in verdict.seeds

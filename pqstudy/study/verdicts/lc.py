@@ -233,7 +233,8 @@ def lc_projector(runs, c: Claim) -> Verdict:
 )
 def lc_dprime_insensitive(runs, c: Claim) -> Verdict:
     """(h) per metric, the range (max − min of the means) across D′: +1 when at most ``DPRIME_TOL``; −1 when above
-    it plus the margin of the smallest vs the largest D′; else 0."""
+    it plus the margin of the two D′ whose means make the range (their own seed counts: a point between the extremes
+    may have fewer seeds, and the range must not outrun its noise); else 0."""
     low, dim = numeric(runs, "quantizer.low_dim").fillna(0), numeric(runs, "quantizer.dim")
     runs = runs.assign(_dprime=low.where(low > 0, dim))
     per_metric, pts_all = {}, []
@@ -243,11 +244,11 @@ def lc_dprime_insensitive(runs, c: Claim) -> Verdict:
             if metric == "psnr":
                 return c.no_data(f"{metric} at {len(pts)} D′ value(s) in grid {c.grid}; needs at least 2")
             continue
-        ds = sorted(pts)
-        pts_all += [pts[ds[0]], pts[ds[-1]]]
         means = {d: p.mean for d, p in pts.items()}
-        spread = max(means.values()) - min(means.values())
-        m = margin(metric, pts[ds[0]], pts[ds[-1]], *pts.values())
+        hi, lo = max(means, key=means.get), min(means, key=means.get)
+        pts_all += [pts[lo], pts[hi]]
+        spread = means[hi] - means[lo]
+        m = margin(metric, pts[hi], pts[lo], *pts.values())
         tol = DPRIME_TOL[metric]
         state = 0 if m is None else (1 if spread <= tol else (-1 if spread > tol + m else 0))
         values = ", ".join(f"D′={d:g}: {fmt_point(p, metric)}" for d, p in sorted(pts.items()))
