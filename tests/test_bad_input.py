@@ -291,6 +291,35 @@ def test_the_store_refuses_an_ok_run_without_a_finite_psnr(tmp_path, monkeypatch
     assert record["status"] == "failed" and "psnr=None" in record["error"]
 
 
+def test_a_kernel_that_dies_before_starting_is_started_again(tmp_path, monkeypatch):
+    import papermill
+
+    from pqstudy.study import run_sweep
+
+    calls = []
+
+    def flaky(input_path, output_path, parameters, **kwargs):
+        calls.append(parameters["run_dir"])
+        if len(calls) == 1:  # as jupyter_client says it when another kernel took the port
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        write_json(Path(parameters["run_dir"]) / "metrics.json", {"psnr": 20.0, "ssim": 0.5})
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    summary = run_sweep("g", [tiny()], results_dir=tmp_path / "results", runs_root=tmp_path / "runs",
+                        papermill_dir=tmp_path / "pm", progress=False)
+    assert summary["failed"] == 0 and len(calls) == 2
+
+    def broken(input_path, output_path, parameters, **kwargs):  # any other error is the run's failure, at once
+        calls.append(parameters["run_dir"])
+        raise RuntimeError("a cell raised")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    summary = run_sweep("g", [tiny(**{"train.seed": 5})], results_dir=tmp_path / "results",
+                        runs_root=tmp_path / "runs", papermill_dir=tmp_path / "pm", progress=False)
+    assert summary["failed"] == 1 and len(calls) == 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # locks
 

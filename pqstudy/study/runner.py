@@ -179,6 +179,21 @@ def _execute(job: dict) -> dict:
         unlock(fd)
 
 
+# A kernel that dies before it answers kernel_info ran no cell: start it again. Seen with several kernels starting at
+# once: jupyter_client picks a free TCP port, another kernel binds it first, and the new one dies on "Address already
+# in use" (2 of the smoke study's 35 runs once, in the test suite).
+KERNEL_START_TRIES = 3
+
+
+def kernel_never_started(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the notebook's kernel died before it started."""
+    while exc is not None:
+        if "Kernel died before replying to kernel_info" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _execute_locked(job: dict) -> dict:
     cfg, rid = job["cfg"], job["run_id"]
     results_dir, output = Path(job["results_dir"]), Path(job["output"])
@@ -190,10 +205,16 @@ def _execute_locked(job: dict) -> dict:
         import papermill
 
         output.parent.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(
-            str(job["input"]), str(output), parameters=job["params"], kernel_name=job["kernel"],
-            log_output=False, progress_bar=False, cwd=str(job["cwd"]),
-        )
+        for attempt in range(KERNEL_START_TRIES):
+            try:
+                papermill.execute_notebook(
+                    str(job["input"]), str(output), parameters=job["params"], kernel_name=job["kernel"],
+                    log_output=False, progress_bar=False, cwd=str(job["cwd"]),
+                )
+                break
+            except Exception as exc:  # noqa: BLE001 - only a kernel that never started is tried again
+                if attempt + 1 == KERNEL_START_TRIES or not kernel_never_started(exc):
+                    raise
         record = load_run(results_dir, rid)
         if record is None or record.get("status") != "ok":  # the notebook did not record the run: do it here
             run_dir = Path(job["params"]["run_dir"])
