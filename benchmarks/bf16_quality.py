@@ -44,7 +44,7 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import apply_overrides, get_profile
-from pqstudy.cpu import cpu_model, native_bf16
+from pqstudy.cpu import cpu_model, device_name, native_bf16
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.evaluate import evaluate_model
 from pqstudy.precision import guards
@@ -179,12 +179,6 @@ def main() -> None:
     for run_dir in args.runs:
         for row in trained_rows(run_dir, args.eval_images, args.device):
             _record(rows, {**row, **where, "torch": torch.__version__, "threads": 1}, args.out)
-
-
-def device_name(device: str) -> str:
-    """The GPU's name for a CUDA device, else the CPU's model."""
-    dev = torch.device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
 
 
 def _record(rows: list[dict], row: dict, out: str) -> None:

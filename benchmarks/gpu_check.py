@@ -46,7 +46,7 @@ import torch
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.codebooks import codebook_for
 from pqstudy.config import apply_overrides, get_profile
-from pqstudy.cpu import cpu_model, memory_format
+from pqstudy.cpu import device_name, memory_format
 from pqstudy.data.dataset import ImageDataset
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.models import build_model
@@ -121,6 +121,16 @@ def sync_time(device) -> float:
     return time.perf_counter()
 
 
+def time_steps(step, n: int, seconds: float | None, device) -> tuple[int, float]:
+    """Call ``step(i)`` for i = 0, 1, … up to ``n`` times, stopping once ``seconds`` (None: no cap) have passed
+    (at least one call); the calls made and their wall time, the device's queued work included."""
+    start, done = sync_time(device), 0
+    while done < n and (seconds is None or done == 0 or time.perf_counter() - start < seconds):
+        step(done)
+        done += 1
+    return done, sync_time(device) - start
+
+
 def synthetic_images(n: int, size: int, seed: int = 0) -> ImageDataset:
     """``n`` uniformly random uint8 images (3, size, size): a stand-in for data where there is none."""
     g = torch.Generator().manual_seed(seed)
@@ -173,9 +183,6 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
-    def sync() -> float:
-        return sync_time(device)
-
     def one_step(i: int, step: int) -> None:
         x = data.images[(torch.arange(b) + i * b) % len(data)].to(device).float().div(127.5).sub(1.0)
         x = x.contiguous(memory_format=fmt)
@@ -196,27 +203,19 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
             opt_d.step()
         row["final_loss"] = round(loss, 5)
 
-    def timed(first: int, n: int, step0: int) -> tuple[int, float]:
-        start = sync()
-        done = 0
-        while done < n and (seconds is None or done == 0 or time.perf_counter() - start < seconds):
-            one_step(first + done, step0 + first + done)
-            done += 1
-        return done, sync() - start
-
     row: dict = {}
-    t0 = sync()
+    t0 = sync_time(device)
     for i in range(warmup):
         one_step(i, i)
-    row["warmup_seconds"] = round(sync() - t0, 2)
-    done, wall = timed(warmup, steps, 0)
+    row["warmup_seconds"] = round(sync_time(device) - t0, 2)
+    done, wall = time_steps(lambda i: one_step(warmup + i, warmup + i), steps, seconds, device)
     row.update({"steps": done, "images_per_second": round(done * b / wall, 2),
                 "seconds_per_step": round(wall / done, 4)})
     if gan_steps and opt_d is not None:
         start = cfg.loss.disc_start  # step numbers past disc_start: the GAN terms are on
         for i in range(3):
             one_step(i, start + i)
-        done, wall = timed(3, gan_steps, start)
+        done, wall = time_steps(lambda i: one_step(3 + i, start + 3 + i), gan_steps, seconds, device)
         row.update({"gan_steps": done, "gan_seconds_per_step": round(wall / done, 4)})
     row.update({"peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
                 "perceptual": perceptual_kind, "compile": compile,
@@ -280,7 +279,9 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
-    def one_step(i: int) -> float:
+    losses = []
+
+    def one_step(i: int) -> None:
         idx = (torch.arange(batch_size) + i * batch_size) % len(codes)
         loss = model.loss(data[idx].to(device), labels[idx].to(device), generator=rng)
         opt.zero_grad(set_to_none=True)
@@ -289,15 +290,11 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
         value = loss.item()
         if not math.isfinite(value):
             raise CheckFailed(f"generator {g.kind} ({g.size}): loss {value} at step {i} on {device}")
-        return value
+        losses.append(value)
 
     for i in range(warmup):
         one_step(i)
-    start, done = sync_time(device), 0
-    while done < steps and (seconds is None or done == 0 or time.perf_counter() - start < seconds):
-        loss = one_step(warmup + done)
-        done += 1
-    wall = sync_time(device) - start
+    done, wall = time_steps(lambda i: one_step(warmup + i), steps, seconds, device)
     # sampling on the device from a CPU generator, as the study's evaluation seeds it: 2 samples (AR: every position;
     # diffusion: 2 Heun steps), finite and of the codes' shape
     model.eval()
@@ -313,7 +310,7 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
         raise CheckFailed(f"generator {g.kind} ({g.size}): samples of shape {tuple(sample.shape)} "
                           f"(expected (2, {', '.join(map(str, codes.data.shape[1:]))})), or not finite")
     return {"steps": done, "seconds_per_step": round(wall / done, 4), "sample_seconds_2": round(sample_seconds, 2),
-            "images_per_second": round(done * batch_size / wall, 2), "final_loss": round(loss, 5),
+            "images_per_second": round(done * batch_size / wall, 2), "final_loss": round(losses[-1], 5),
             "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
             "parameters": sum(p.numel() for p in model.parameters()), "warmup": warmup}
 
@@ -391,11 +388,6 @@ def resume_matches(device: str = "cuda", kind: str = "kl", steps: int = 4) -> di
     diff, rerun = max_diff(whole, resumed), max_diff(whole, again)
     return {"kind": f"resume:{kind}", "device": device, "steps": steps, "max_param_abs_diff": diff,
             "rerun_abs_diff": rerun, "ok": diff <= max(RESUME_TOLERANCE, 3 * rerun)}
-
-
-def device_name(device: str) -> str:
-    dev = torch.device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
 
 
 def _write(rows: list[dict], out) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "channels_last",
     "cpu_flags",
     "cpu_model",
+    "device_name",
     "emulated_bf16",
     "flush_denormals",
     "memory_format",
@@ -87,6 +88,14 @@ def resolve_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def device_name(device) -> str:
+    """The machine a benchmark ran on: the GPU's name for a CUDA device, else the CPU's model."""
+    import torch
+
+    dev = torch.device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
 
 
 def flush_denormals() -> None:
