@@ -67,13 +67,14 @@ def pooled_sd(*pts: Point) -> float | None:
     return math.sqrt(sum((p.n - 1) * p.sd**2 for p in seeded) / dof)
 
 
-def margin(metric: str, a: Point, b: Point, *others: Point) -> float | None:
+def margin(metric: str, a: Point, b: Point, *others: Point, floor: float | None = None) -> float | None:
     """The margin for the difference of means ``a − b``: ``max(floor, T_FACTOR · s · sqrt(1/n_a + 1/n_b))`` with
-    ``s`` pooled over ``a``, ``b`` and ``others`` (further points of the same comparison); None without seeds."""
+    ``s`` pooled over ``a``, ``b`` and ``others`` (further points of the same comparison); None without seeds.
+    ``floor``: the metric's ``FLOORS`` entry unless given (the generation claims give their sampling floor)."""
     s = pooled_sd(a, b, *others)
     if s is None:
         return None
-    return max(FLOORS[metric], T_FACTOR * s * math.sqrt(1 / a.n + 1 / b.n))
+    return max(FLOORS[metric] if floor is None else floor, T_FACTOR * s * math.sqrt(1 / a.n + 1 / b.n))
 
 
 def better(metric: str, a: Point, b: Point, m: float | None) -> int:

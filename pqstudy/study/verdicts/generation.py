@@ -18,7 +18,8 @@ from __future__ import annotations
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
 from pqstudy.study.tables import generation_rows, levels_of
-from pqstudy.study.verdicts.compare import T_FACTOR, Point, points, pooled_sd
+from pqstudy.study.verdicts.compare import Point, points
+from pqstudy.study.verdicts.compare import margin as pair_margin
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
 METRIC = "fd_classifier"
@@ -47,9 +48,9 @@ def _seed_margin(floor: float, pts: list[Point]) -> tuple[float | None, str]:
     counts = "/".join(str(p.n) for p in pts)
     if min(p.n for p in pts) < 2:
         return None, f"generator seeds per point: {counts}; one seed gives no training-seed spread"
-    s = pooled_sd(*pts)
-    widest = max(T_FACTOR * s * (1 / a.n + 1 / b.n) ** 0.5 for a in pts for b in pts if a is not b)
-    return max(floor, widest), f"generator seeds per point: {counts}"
+    widest = max(pair_margin(METRIC, a, b, *[p for p in pts if p is not a and p is not b], floor=floor)
+                 for a in pts for b in pts if a is not b)
+    return widest, f"generator seeds per point: {counts}"
 
 
 def _settled(c: Claim, reading: str, evidence: str, numbers: dict, seeds: str, margin: float | None,
