@@ -101,10 +101,26 @@ def test_gen_grids_share_the_study_s_tokenizers():
 
 def test_the_coarse_pq_spends_the_same_bits_per_image():
     configs = grid_configs("gen-diffusion", "default")
-    pq = [c.tokenizer for c in configs if isinstance(c, GenRunConfig) and c.tokenizer.quantizer.kind == "pq"]
+    pq = list({c.tokenizer_run_id: c.tokenizer for c in configs
+               if isinstance(c, GenRunConfig) and c.tokenizer.quantizer.kind == "pq"}.values())
     bits = {(c.data.image_size // c.model.downsample) ** 2 * c.quantizer.subspaces
             * (c.quantizer.codebook_size.bit_length() - 1) for c in pq}
     assert len(pq) == 2 and len(bits) == 1
+
+
+@pytest.mark.parametrize("grid, compared", [("gen-ar", 3), ("gen-diffusion", 2)])
+def test_the_compared_generators_get_the_verdict_seeds(grid, compared):
+    """The generators a generation verdict compares run every verdict seed (gen.seed); the others one seed."""
+    from pqstudy.study.grids import SCALES
+
+    gens = [c for c in grid_configs(grid, "default") if isinstance(c, GenRunConfig)]
+    per_tokenizer = {}
+    for g in gens:
+        per_tokenizer.setdefault((g.tokenizer_run_id, g.gen.head), []).append(g.gen.seed)
+    seeds = sorted(per_tokenizer.values(), key=len, reverse=True)
+    assert seeds[:compared] == [list(SCALES["default"].seeds)] * compared
+    assert all(s == [0] for s in seeds[compared:])
+    assert sum(g.gen.fid_samples > 0 and g.gen.seed > 0 for g in gens) == 0  # Inception: the headline seed only
 
 
 def test_a_generation_run_is_a_row_with_its_tokenizer_fields(tmp_path):

@@ -323,7 +323,9 @@ def gen_ar(profile: str) -> list[RunConfig | GenRunConfig]:
     large = [_lc_family(profile, kind, gs.lc_large, seed) for kind in ("vq-fc", "vq-ema", "lc")]
     tokenizers = list({tok.run_id: tok for tok in (vq, pq, lc, *large)}.values())  # smoke: LC's K may repeat
     gens = [_gen(profile, tok, "ar", headline=tok in (vq, pq, lc)) for tok in tokenizers]
-    return [*tokenizers, *gens, _gen(profile, pq, "ar", head="flat")]
+    # the lc-generation verdict compares the large-K priors: each gets the profile's verdict seeds (gen.seed)
+    extra = [_gen(profile, tok, "ar", seed=g) for tok in large for g in _seeds(profile, True)[1:]]
+    return [*tokenizers, *gens, *extra, _gen(profile, pq, "ar", head="flat")]
 
 
 def gen_diffusion(profile: str) -> list[RunConfig | GenRunConfig]:
@@ -339,7 +341,9 @@ def gen_diffusion(profile: str) -> list[RunConfig | GenRunConfig]:
     vq = _vq(profile, s.pq_grid_dim, 2 ** s.rates[0], seed)
     tokenizers = [*continuous(profile), vq, pq, coarse]
     gens = [_gen(profile, tok, "diffusion", headline=tok is pq) for tok in tokenizers]
-    return [*tokenizers, *gens]
+    # the pq-diffusion-coarse verdict compares the two PQ generators: each gets the profile's verdict seeds
+    extra = [_gen(profile, tok, "diffusion", seed=g) for tok in (pq, coarse) for g in _seeds(profile, True)[1:]]
+    return [*tokenizers, *gens, *extra]
 
 
 GRIDS: dict[str, Callable[[str], list[RunConfig]]] = {
