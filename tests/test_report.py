@@ -8,7 +8,6 @@ the tests then break one claim at a time, drown it in seed noise, or drop its gr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -106,10 +105,8 @@ def synthetic_results(results_dir: Path, world=paper_world, codebooks: bool = Tr
     rng = np.random.default_rng(0)
     for grid in GRIDS:
         for cfg in grid_configs(grid, PROFILE):
-            if isinstance(cfg, GenRunConfig):  # three generator seeds, as the tokenizers have
-                for seed in range(3):
-                    gen = GenRunConfig(cfg.tokenizer, dataclasses.replace(cfg.gen, seed=seed))
-                    record_run(results_dir, gen, metrics=generation_world(gen), wall_seconds=30.0, grids=[grid])
+            if isinstance(cfg, GenRunConfig):  # the grid gives the compared generators three gen.seed each
+                record_run(results_dir, cfg, metrics=generation_world(cfg), wall_seconds=30.0, grids=[grid])
                 continue
             psnr, util = world(cfg)
             q = cfg.quantizer
@@ -478,3 +475,31 @@ def test_dprime_range_is_judged_with_the_seeds_of_the_points_that_make_it(world_
     verdict = CLAIMS["lc-dprime-insensitive"](_set(world_df, one, "psnr", lo + 0.608))
     assert verdict.status == "inconclusive", verdict.evidence
     assert "margin 0.12 dB" in verdict.evidence and "1/3" in verdict.seeds
+
+
+@pytest.mark.parametrize("rows, seconds", [
+    ([("2026-01-01T00:10:00+00:00", 600)], 600),  # one run
+    ([("2026-01-01T00:10:00+00:00", 600), ("2026-01-01T00:15:00+00:00", 600)], 900),  # overlapping: counted once
+    ([("2026-01-01T00:10:00+00:00", 600), ("2026-01-01T01:10:00+00:00", 60)], 660),  # a gap between calls: left out
+    ([("2026-01-01T00:10:00+00:00", 600), ("2026-01-01T00:08:00+00:00", 60)], 600),  # inside another run
+    ([("2026-01-01T00:10:00+00:00", 600), (None, 60)], 600),  # a record without finished_at: not counted
+])
+def test_busy_span_is_the_union_of_the_runs_intervals(rows, seconds):
+    import pandas as pd
+
+    from pqstudy.study.report import busy_span
+
+    df = pd.DataFrame(rows, columns=["finished_at", "wall_seconds"])
+    total, first, last = busy_span(df)
+    assert total == pytest.approx(seconds)
+    assert first == pd.Timestamp("2026-01-01T00:00:00Z")
+    assert last == max(pd.Timestamp(end) for end, _ in rows if end)
+
+
+def test_busy_span_without_times_is_none():
+    import pandas as pd
+
+    from pqstudy.study.report import busy_span
+
+    assert busy_span(pd.DataFrame({"run_id": ["a"]})) is None
+    assert busy_span(pd.DataFrame({"finished_at": [None], "wall_seconds": [1.0]})) is None

@@ -28,6 +28,7 @@ from pqstudy.study.store import write_runs_csv
 
 # The study's hard wall-time limit per profile (minutes) on the machine it runs on; ``None``: no limit.
 BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
+GEN_BUDGET_MINUTES = {"default": 30}  # what the generation grids may add to the study's wall clock
 
 
 def _run_seconds(results_dir: Path, configs: dict) -> dict:

@@ -103,6 +103,43 @@ def _minutes(seconds) -> str:
     return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
+def busy_span(df) -> tuple[float, object, object] | None:
+    """The wall clock during which at least one of ``df``'s runs was running, from each record's ``finished_at``
+    and ``wall_seconds`` (the union of the intervals, in seconds), and the first start and last end; None when no
+    run has both."""
+    import pandas as pd
+
+    if "finished_at" not in df.columns or "wall_seconds" not in df.columns:
+        return None
+    end = pd.to_datetime(df["finished_at"], utc=True, errors="coerce")
+    seconds = numeric(df, "wall_seconds")
+    keep = end.notna() & seconds.notna()
+    if not keep.any():
+        return None
+    intervals = sorted(zip(end[keep] - pd.to_timedelta(seconds[keep], unit="s"), end[keep], strict=True))
+    total, (start, stop) = 0.0, intervals[0]
+    for a, b in intervals[1:]:
+        if a > stop:
+            total += (stop - start).total_seconds()
+            start, stop = a, b
+        else:
+            stop = max(stop, b)
+    total += (stop - start).total_seconds()
+    return total, intervals[0][0], max(b for _, b in intervals)
+
+
+def _target(profile: str | None, generation: bool = False) -> str:
+    """``; the profile's limit: N min`` where the profile has one: ``BUDGET_MINUTES`` (each study call's default
+    hard limit, and the limit for the whole study) or, for the generation runs, ``GEN_BUDGET_MINUTES``."""
+    from pqstudy.study.regenerate import BUDGET_MINUTES, GEN_BUDGET_MINUTES
+
+    if generation:
+        target = GEN_BUDGET_MINUTES.get(profile or "")
+        return f"; the {profile} profile's target for them: ≤ {target} min (`GEN_BUDGET_MINUTES`)" if target else ""
+    target = BUDGET_MINUTES.get(profile or "")
+    return f"; the {profile} profile's limit for the whole study: {target} min (`BUDGET_MINUTES`)" if target else ""
+
+
 def _generation_time(run_seconds: dict) -> str:
     """``; of which N generation runs X min`` when the study has generation runs (what the gen grids add)."""
     n = run_seconds.get("generation_runs")
@@ -264,26 +301,34 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     profiles = sorted(set(df["profile"].dropna().astype(str))) if len(df) and "profile" in df.columns else []
     out.append(f"- profile: **{profile or ', '.join(profiles) or 'unknown'}**")
     out.append(f"- runs: **{n_ok} ok**, **{n_failed} failed** ({len(df)} recorded)")
-    if study.get("wall_seconds") is not None:
-        out.append(f"- study wall time: {_minutes(float(study['wall_seconds']))} (`{STUDY_FILE}`)")
+    busy = busy_span(df[df["status"] == "ok"]) if len(df) else None
+    if busy is not None:
+        seconds, first, last_end = busy
+        out.append(f"- wall clock of the study's runs: {seconds / 3600:.1f} h ({seconds / 60:.0f} min), "
+                   f"{first:%Y-%m-%d %H:%M} to {last_end:%Y-%m-%d %H:%M} UTC: the union of the ok runs' intervals "
+                   "(`finished_at` − `wall_seconds` to `finished_at`), so time between study calls is not counted"
+                   + _target(profile))
+        gen = busy_span(df[(df["status"] == "ok") & df["run_id"].astype(str).str.startswith("gen-")])
+        if gen is not None:
+            out.append(f"- wall clock of the generation runs: {gen[0] / 60:.0f} min (the same union over the "
+                       "generation runs alone)" + _target(profile, generation=True))
     wall = numeric(df, "wall_seconds").dropna() if len(df) else []
     if len(wall):
         out.append(f"- sum of run wall times: {_minutes(float(wall.sum()))}")
     last = [f"{key} {study[key]}" for key in ("ran", "skipped", "failed") if isinstance(study.get(key), int)]
     if last:
+        took = f", took {_minutes(float(study['wall_seconds']))}" if study.get("wall_seconds") is not None else ""
+        budget = study.get("budget_minutes")
+        limit = (f", its hard limit {budget:g} min (`budget_minutes`; {study.get('deferred') or 0} run(s) deferred "
+                 "past it)" if budget else "")
         when = f", finished {study['finished_at']}" if study.get("finished_at") else ""
         jobs = f", {study['jobs']} notebooks at once" if study.get("jobs") else ""
-        out.append(f"- last `pqstudy study` call: {', '.join(last)}{jobs}{when}")
+        out.append(f"- last `pqstudy study` call (`{STUDY_FILE}`): {', '.join(last)}{jobs}{took}{limit}{when}")
     machine = study.get("machine")
     if isinstance(machine, dict) and machine:
         out.append("- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     out.append("")
 
-    budget = study.get("budget_minutes")
-    if budget:
-        deferred = study.get("deferred") or 0
-        out.insert(len(out) - 1, f"- hard limit on the study's wall time: {budget:g} min (`budget_minutes` in "
-                   f"`{STUDY_FILE}`); {deferred} run(s) deferred past it")
     run_seconds = study.get("run_seconds")
     if isinstance(run_seconds, dict) and run_seconds.get("runs"):
         out.insert(len(out) - 1, f"- where the run time went ({run_seconds['runs']} runs, summed over runs): "
