@@ -153,3 +153,36 @@ def test_generation_figures_draw_from_rows():
     for name in ("generation_fd_vs_rate", "generation_fd_vs_cost"):
         fig = FIGURES[name].make(None, df)
         assert len(fig.axes[0].collections) >= 2
+
+
+def test_lc_generation_not_reproduced_names_its_measured_reason():
+    """The reason reads the priors' NLL and the reconstructions' FD from the rows; without them it says only what
+    scored worse."""
+    rows = _lc_rows(16.0, 14.0, 15.5)
+    bare = CLAIMS["lc-generation"](rows)
+    assert bare.status == "not reproduced" and bare.reason == "LC's samples score worse than VQ-FC's"
+    nll = {"lc": 750.0, "vq-fc": 170.0, "vq-ema": 430.0, "d": 0.0}
+    recon = {"lc": 22.0, "vq-fc": 27.0, "vq-ema": 25.0, "d": 0.0}
+    rows = rows.assign(nll_bits_per_image=rows["quantizer.kind"].map(nll),
+                       recon_fd_classifier=rows["quantizer.kind"].map(recon))
+    verdict = CLAIMS["lc-generation"](rows)
+    assert "LC 750, VQ-FC 170, VQ-EMA 430 bits per image" in verdict.reason
+    assert "LC 22.00, VQ-FC 27.00, VQ-EMA 25.00" in verdict.reason and verdict.reason.endswith("limits the samples")
+    assert "margin" in verdict.evidence and "s = 0.28 pooled" in verdict.evidence  # sd of ±0.2
+
+
+def test_generation_figures_pool_a_generator_s_seeds_into_one_point():
+    from pqstudy.figures import FIGURES
+    from pqstudy.figures.generation import _per_config
+
+    df = _lc_rows(16.0, 14.0, 15.0, seeds=(0, 1, 2), spread=0.5)  # 3 configs × 3 seeds, and one single-seed run
+    df["tokenizer_run_id"] = "tok-" + df["quantizer.kind"] + "-" + df["quantizer.codebook_size"].astype(str)
+    pooled = _per_config(df.assign(_method=df["quantizer.kind"]), ("fd_classifier",)).set_index("quantizer.kind")
+    assert len(pooled) == 4 and pooled.loc["vq-fc", "_seeds"] == 3 and pooled.loc["lc", "_seeds"].tolist() == [1, 3]
+    lc = pooled[pooled["quantizer.codebook_size"] == 16384].loc["lc"]
+    assert lc["fd_classifier_lo"] == pytest.approx(15.5) and lc["fd_classifier_hi"] == pytest.approx(16.5)
+    fig = FIGURES["generation_fd_vs_cost"].make(None, df)
+    assert "mean over 1–3 generator seeds" in fig.axes[0].get_title()
+    points = sum(len(c.get_offsets()) for c in fig.axes[0].collections if c.get_offsets().shape[1] == 2
+                 and type(c).__name__ == "PathCollection")
+    assert points == 4  # one marker per configuration, not per run

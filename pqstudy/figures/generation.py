@@ -23,6 +23,24 @@ def _gen_runs(df):
     return runs.assign(_method=method_of(runs))
 
 
+CONFIG_KEYS = ("tokenizer_run_id", "gen.kind", "gen.head", "gen.latent")  # a generator up to its gen.seed
+
+
+def _per_config(runs, columns: tuple[str, ...]):
+    """One row per generator configuration (its seeds pooled): the first run's fields, ``columns`` averaged over
+    the seeds, ``<column>_lo`` / ``<column>_hi`` their range and ``_seeds`` the count."""
+    keys = [k for k in CONFIG_KEYS if k in runs.columns]
+    runs = runs.assign(**{k: runs[k].fillna("") for k in keys},
+                       **{c: numeric(runs, c) for c in columns})
+    grouped = runs.groupby(keys, sort=False, dropna=False)
+    out = grouped.head(1).set_index(keys)
+    for c in columns:
+        out[c] = grouped[c].mean()
+        out[f"{c}_lo"], out[f"{c}_hi"] = grouped[c].min(), grouped[c].max()
+    out["_seeds"] = grouped.size()
+    return out.reset_index()
+
+
 def _label(run) -> str:
     return f"{generator_name(run)} · {tokenizer_name(run)}"
 
@@ -41,6 +59,9 @@ def plot_generation_samples(results_dir, df=None, limit: int = 12, cols: int = 3
 
     df = runs_dataframe(results_dir) if df is None else df
     runs = _gen_runs(df)
+    if "gen.seed" in runs.columns:  # one grid per generator configuration: its first seed's
+        runs = runs.assign(_seed=numeric(runs, "gen.seed")).sort_values("_seed", kind="stable")
+        runs = runs.drop_duplicates([k for k in CONFIG_KEYS if k in runs.columns])
     ordered = runs.sort_values(["gen.kind", "run_id"])["run_id"]
     ids = [rid for rid in ordered if samples_path(results_dir, rid).is_file()]
     if not ids:
@@ -62,6 +83,9 @@ def plot_generation_samples(results_dir, df=None, limit: int = 12, cols: int = 3
 
 
 def _scatter(ax, runs, x_column: str, x_scale: float = 1.0) -> None:
+    """FD against ``x_column``: one marker per generator configuration at the mean over its seeds, with a bar over
+    their range where it has more than one."""
+    runs = _per_config(runs, (x_column, "fd_classifier"))
     for method in order_methods(runs["_method"]):
         sub = runs[runs["_method"] == method]
         for kind, marker in MARKERS.items():
@@ -71,6 +95,12 @@ def _scatter(ax, runs, x_column: str, x_scale: float = 1.0) -> None:
             x, y = numeric(part, x_column) * x_scale, numeric(part, "fd_classifier")
             ax.scatter(x, y, marker=marker, s=46, color=method_colour(method), edgecolor="black", linewidth=0.5,
                        label=f"{method_label(method)}, {'AR prior' if kind == 'ar' else 'flow DiT'}", zorder=3)
+            seeded = part[part["_seeds"] > 1]
+            if len(seeded):
+                mid = numeric(seeded, "fd_classifier")
+                ax.errorbar(numeric(seeded, x_column) * x_scale, mid,
+                            yerr=[mid - numeric(seeded, "fd_classifier_lo"), numeric(seeded, "fd_classifier_hi") - mid],
+                            fmt="none", ecolor="black", elinewidth=0.8, capsize=2.5, zorder=2)
             for _, run in part.iterrows():
                 if run.get("gen.head") == "flat":
                     ax.annotate("flat", (run_value(run, x_column) * x_scale, run_value(run, "fd_classifier")),
@@ -100,6 +130,9 @@ def plot_generation_fd_vs_rate(df):
                    label="the tokenizer's reconstructions", zorder=2)
         _floor(ax, runs)
         ax.set_xscale("log", base=2)
+        ticks = sorted(set(numeric(runs, "_bits").dropna().round().astype(int)))
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks])  # the grids' rates, not powers of two between them
+        ax.minorticks_off()
         ax.set(xlabel="tokenizer rate: bits per image (positions × M × log2 K; continuous: not coded)",
                ylabel="FD in the study classifier's space (lower is better)",
                title=f"Generation quality vs rate ({_steps_note(runs)})")
@@ -118,7 +151,7 @@ def plot_generation_fd_vs_cost(df):
     with style():
         fig, ax = subplots(figsize=(7.2, 4.6))
         _scatter(ax, runs, "generate_flops_per_sample", x_scale=1e-9)
-        for _, run in runs.iterrows():
+        for _, run in _per_config(runs, ("generate_flops_per_sample", "fd_classifier")).iterrows():
             x, y = run_value(run, "generate_flops_per_sample") * 1e-9, run_value(run, "fd_classifier")
             ax.annotate(tokenizer_name(run).split(" ")[-1], (x, y), fontsize=7, xytext=(4, -9),
                         textcoords="offset points")
@@ -148,4 +181,6 @@ def _bits_per_image(runs):
 
 def _steps_note(runs) -> str:
     steps = sorted(set(numeric(runs, "gen.steps").dropna().astype(int)))
-    return f"{', '.join(f'{s:,}' for s in steps)} generator steps, one seed"
+    seeds = _per_config(runs, ())["_seeds"]
+    note = "one seed" if seeds.max() == 1 else f"mean over {seeds.min()}–{seeds.max()} generator seeds, bars: range"
+    return f"{', '.join(f'{s:,}' for s in steps)} generator steps, {note}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
 from pqstudy.study.tables import generation_rows, levels_of
-from pqstudy.study.verdicts.compare import Point, points
+from pqstudy.study.verdicts.compare import Point, fmt_point, points, pooled_sd
 from pqstudy.study.verdicts.compare import margin as pair_margin
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
@@ -51,6 +51,20 @@ def _seed_margin(floor: float, pts: list[Point]) -> tuple[float | None, str]:
     widest = max(pair_margin(METRIC, a, b, *[p for p in pts if p is not a and p is not b], floor=floor)
                  for a in pts for b in pts if a is not b)
     return widest, f"generator seeds per point: {counts}"
+
+
+def _margin_note(margin: float | None, floor: float, pts: list[Point]) -> str:
+    """How the margin was made: the sampling floor or the pooled seed spread, whichever is larger."""
+    if margin is None:
+        return f"sampling floor {floor:.2f} (real vs real FD at the same sample count)"
+    s = pooled_sd(*pts)
+    return (f"margin {margin:.2f} = max(sampling floor {floor:.2f}, 2 · s · √(1/n₁ + 1/n₂) with the seed spread "
+            f"s = {s:.2f} pooled over the compared points)")
+
+
+def _mean_of(frame, by: str, key, column: str) -> float | None:
+    values = numeric(frame[frame[by] == key], column).dropna()
+    return float(values.mean()) if len(values) else None
 
 
 def _settled(c: Claim, reading: str, evidence: str, numbers: dict, seeds: str, margin: float | None,
@@ -101,20 +115,38 @@ def lc_generation(runs, c: Claim) -> Verdict:
     margin, seeds = _seed_margin(floor, [pts[m] for m in ("lc", "vq-fc", "vq-ema")])
     judge_by = floor if margin is None else margin
     diffs = {m: fd["lc"] - fd[m] for m in ("vq-fc", "vq-ema")}
-    evidence = (f"K={int(k):,}: FD (cls) LC {fd['lc']:.2f}, VQ-FC {fd['vq-fc']:.2f}, VQ-EMA {fd['vq-ema']:.2f}; "
-                f"LC − VQ-FC {diffs['vq-fc']:+.2f}, LC − VQ-EMA {diffs['vq-ema']:+.2f}; "
-                + (f"margin {margin:.2f}" if margin is not None else f"sampling floor {floor:.2f}")
-                + " (real vs real FD at the same sample count" + (", or the seed spread)" if margin else ")"))
+    names = {"lc": "LC", "vq-fc": "VQ-FC", "vq-ema": "VQ-EMA"}
+    evidence = (f"K={int(k):,}: FD (cls) " + ", ".join(f"{names[m]} {fmt_point(pts[m], METRIC)}" for m in names)
+                + f"; LC − VQ-FC {diffs['vq-fc']:+.2f}, LC − VQ-EMA {diffs['vq-ema']:+.2f}; "
+                + _margin_note(margin, floor, [pts[m] for m in names]))
     numbers = {"k": int(k), **{f"fd_{m}": v for m, v in fd.items()}, "margin": margin, "sampling_floor": floor}
-    worse = ", ".join(m.upper() for m, d in diffs.items() if d > judge_by)
+    worse = [m for m, d in diffs.items() if d > judge_by]
     if all(d < -judge_by for d in diffs.values()):
         reading = REPRODUCED
     elif worse:
         reading = NOT_REPRODUCED
     else:
         reading = INCONCLUSIVE
-    return _settled(c, reading, evidence, numbers, seeds, margin,
-                    reason=f"LC's tokens are harder to model than {worse}'s at this scale")
+    reason = _lc_reason(at_k, names, worse) if worse else ""
+    return _settled(c, reading, evidence, numbers, seeds, margin, reason=reason)
+
+
+def _lc_reason(at_k, names: dict, worse: list[str]) -> str:
+    """Why LC's samples score worse, measured: what the priors' NLL and the tokenizers' reconstructions say."""
+    nll = {m: _mean_of(at_k, "_method", m, "nll_bits_per_image") for m in names}
+    recon = {m: _mean_of(at_k, "_method", m, "recon_fd_classifier") for m in names}
+    if any(v is None for v in (*nll.values(), *recon.values())):
+        return "LC's samples score worse than " + _and(names[m] + "'s" for m in worse)
+    return ("the priors' NLL: " + ", ".join(f"{names[m]} {nll[m]:.0f}" for m in names) + " bits per image, and "
+            "the tokenizers' reconstructions' FD (cls): " + ", ".join(f"{names[m]} {recon[m]:.2f}" for m in names)
+            + ": LC's tokens carry more information (more bits for the prior to model) and reconstruct better, yet "
+            "the 1,000-step prior's samples on them score worse than on " + _and(names[m] + "'s" for m in worse)
+            + ": at this scale the prior, not the decoder, limits the samples")
+
+
+def _and(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 @claim(
@@ -151,9 +183,10 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
     judge_by = floor if margin is None else margin
     bound = max(fd_fine * (1 + CLOSE_FRACTION), fd_fine + judge_by)
     ratio = cost[coarse_l] / cost[fine_l] if cost[fine_l] else float("nan")
-    evidence = (f"FD (cls) finer PQ {fd_fine:.2f}, coarser PQ (4× fewer positions) {fd_coarse:.2f} (close if ≤ "
-                f"{bound:.2f}); generator FLOPs per sample {cost[coarse_l] / 1e9:.3g} vs {cost[fine_l] / 1e9:.3g} G "
-                f"({ratio:.2f}×); " + (f"margin {margin:.2f}" if margin is not None else f"sampling floor {floor:.2f}"))
+    evidence = (f"FD (cls) finer PQ {fmt_point(pts[fine_l], METRIC)}, coarser PQ (4× fewer positions) "
+                f"{fmt_point(pts[coarse_l], METRIC)} (close if ≤ {bound:.2f}); generator FLOPs per sample "
+                f"{cost[coarse_l] / 1e9:.3g} vs {cost[fine_l] / 1e9:.3g} G ({ratio:.2f}×); "
+                + _margin_note(margin, floor, [pts[fine_l], pts[coarse_l]]))
     numbers = {"fd_fine": fd_fine, "fd_coarse": fd_coarse, "cost_ratio": ratio, "margin": margin,
                "sampling_floor": floor}
     if fd_coarse <= bound and ratio <= COST_FRACTION:
