@@ -287,6 +287,11 @@ class GenScale:
     nll_images: int = 0  # test images of the AR prior's NLL (0: the whole test split)
 
 
+# the wall-clock limits of a profile's study on this 2-core machine: the whole study (each `pqstudy study` call's
+# default hard limit, `--budget-minutes`), and what the generation grids may add to it (a target the report shows)
+BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
+GEN_BUDGET_MINUTES = {"default": 30}
+
 GEN_SCALES = {
     "smoke": GenScale(steps=4, batch_size=8, samples=12, fid_samples=0, ar_size="tiny", dit_size="small",
                       sample_steps=2, lc_large=256, coarse_ch_mult=(1, 2, 2, 2), coarse_dim=32, nll_images=16),

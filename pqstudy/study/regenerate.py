@@ -22,13 +22,9 @@ import torch
 from pqstudy.config import get_profile
 from pqstudy.runio import write_json
 from pqstudy.study.cluster import SlurmConfig
-from pqstudy.study.grids import FOLDER_PREFIX, GRIDS, check_data, data_name, grid_configs
+from pqstudy.study.grids import BUDGET_MINUTES, FOLDER_PREFIX, GRIDS, check_data, data_name, grid_configs
 from pqstudy.study.runner import run_grids
 from pqstudy.study.store import write_runs_csv
-
-# The study's hard wall-time limit per profile (minutes) on the machine it runs on; ``None``: no limit.
-BUDGET_MINUTES = {"smoke": None, "default": 120, "paper": None}
-GEN_BUDGET_MINUTES = {"default": 30}  # what the generation grids may add to the study's wall clock
 
 
 def _run_seconds(results_dir: Path, configs: dict) -> dict:

@@ -131,7 +131,7 @@ def busy_span(df) -> tuple[float, object, object] | None:
 def _target(profile: str | None, generation: bool = False) -> str:
     """``; the profile's limit: N min`` where the profile has one: ``BUDGET_MINUTES`` (each study call's default
     hard limit, and the limit for the whole study) or, for the generation runs, ``GEN_BUDGET_MINUTES``."""
-    from pqstudy.study.regenerate import BUDGET_MINUTES, GEN_BUDGET_MINUTES
+    from pqstudy.study.grids import BUDGET_MINUTES, GEN_BUDGET_MINUTES
 
     if generation:
         target = GEN_BUDGET_MINUTES.get(profile or "")
