@@ -50,8 +50,8 @@ from pqstudy.cpu import device_name, memory_format
 from pqstudy.data.dataset import ImageDataset
 from pqstudy.losses import AutoencoderLoss
 from pqstudy.models import build_model
-from pqstudy.precision import autocast, maybe_compile
-from pqstudy.train import load_history, train
+from pqstudy.precision import maybe_compile, training_autocast
+from pqstudy.train import NonFiniteLoss, load_history, train, train_step
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (the resume check), set before CUDA
 OUT = Path("results/benchmarks/gpu.csv")
@@ -160,8 +160,9 @@ def _perceptual(cfg, device) -> tuple[torch.nn.Module | None, str]:
 
 def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", gan_steps: int = 0,
                seconds: float | None = None, compile: bool = False) -> dict:
-    """Train ``cfg``'s model on synthetic images at ``cfg.train.batch_size`` and the config's precision, as
-    :func:`pqstudy.train.train`'s loop does (generator step, then the discriminator's once the GAN is on): ``warmup``
+    """Train ``cfg``'s model on synthetic images at ``cfg.train.batch_size`` and the config's precision with the
+    training loop's own step (:func:`pqstudy.train.train_step`: the autoencoder's update, then the discriminator's
+    once the GAN is on): ``warmup``
     steps, then up to ``steps`` timed steps of the autoencoder phase (before ``loss.disc_start``), then, when
     ``gan_steps``, a few warm-up and up to ``gan_steps`` timed steps of the GAN phase (discriminator and adaptive
     weight on). ``seconds`` caps the timed steps (the steps timed are reported). ``compile``: the forward through
@@ -183,24 +184,17 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
-    def one_step(i: int, step: int) -> None:
+    amp = training_autocast(device, cfg.train.precision)
+
+    def one_step(i: int, step: int) -> None:  # the training loop's own step (pqstudy.train.train_step)
         x = data.images[(torch.arange(b) + i * b) % len(data)].to(device).float().div(127.5).sub(1.0)
         x = x.contiguous(memory_format=fmt)
-        with autocast(device, cfg.train.precision):
-            out = forward(x)
-            total, _ = loss_fn.generator_loss(x, out, step, model.last_layer())
-        loss = total.item()
-        if not math.isfinite(loss):
-            raise CheckFailed(f"{kind or cfg.quantizer.kind}: loss {loss} at step {step} on {device}")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if opt_d is not None and step >= cfg.loss.disc_start:
-            with autocast(device, cfg.train.precision):
-                d_loss, _ = loss_fn.discriminator_loss(x, out.x_rec, step)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+        try:
+            _, logs = train_step(x, step, forward=forward, model=model, loss_fn=loss_fn, opt=opt, opt_d=opt_d,
+                                 amp=amp, disc_start=cfg.loss.disc_start)
+        except NonFiniteLoss as err:
+            raise CheckFailed(f"{kind or cfg.quantizer.kind}: loss {err.value} at step {step} on {device}") from None
+        loss = logs["total"]
         row["final_loss"] = round(loss, 5)
 
     row: dict = {}
@@ -258,12 +252,12 @@ def synthetic_codes(cfg, n: int, device="cpu"):
 
 def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds: float | None = None,
                          batch_size: int = 32) -> dict:
-    """Training steps of generator ``cfg`` (a ``GenRunConfig``) on random codes of its tokenizer's shape (as
-    :func:`pqstudy.generation.train.train_generator`'s loop: ``model.loss``, AdamW; fp32, the generators have no
-    precision setting), ``warmup`` untimed, then up to ``steps`` timed (``seconds`` caps them). ``batch_size`` is
-    one GPU's share of the config's global batch (256 does not fit one GPU's memory at these sizes): GPU hours
-    follow from images/s."""
-    from pqstudy.generation.train import BETAS, build_generator
+    """Training steps of generator ``cfg`` (a ``GenRunConfig``) on random codes of its tokenizer's shape (the
+    training loop's own step, :func:`pqstudy.generation.train.generator_step`, with its AdamW; fp32, the generators
+    have no precision setting), ``warmup`` untimed, then up to ``steps`` timed (``seconds`` caps them).
+    ``batch_size`` is one GPU's share of the config's global batch (256 does not fit one GPU's memory at these
+    sizes): GPU hours follow from images/s."""
+    from pqstudy.generation.train import BETAS, build_generator, generator_step
 
     device = torch.device(device)
     g = cfg.gen
@@ -281,16 +275,12 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
 
     losses = []
 
-    def one_step(i: int) -> None:
+    def one_step(i: int) -> None:  # the generator training loop's own step
         idx = (torch.arange(batch_size) + i * batch_size) % len(codes)
-        loss = model.loss(data[idx].to(device), labels[idx].to(device), generator=rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise CheckFailed(f"generator {g.kind} ({g.size}): loss {value} at step {i} on {device}")
-        losses.append(value)
+        try:
+            losses.append(generator_step(model, opt, data[idx].to(device), labels[idx].to(device), rng))
+        except NonFiniteLoss as err:
+            raise CheckFailed(f"generator {g.kind} ({g.size}): loss {err.value} at step {i} on {device}") from None
 
     for i in range(warmup):
         one_step(i)

@@ -61,6 +61,40 @@ class TrainingDiverged(RuntimeError):
     """A loss, the weights or the evaluation became NaN or infinite; the run directory holds error.json."""
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The autoencoder's loss of a step is NaN or infinite (raised before its backward)."""
+
+    def __init__(self, value: float, logs: dict):
+        super().__init__(f"loss became {value}")
+        self.value, self.logs = value, logs
+
+
+def train_step(x: torch.Tensor, step: int, *, forward, model, loss_fn: AutoencoderLoss, opt, opt_d, amp,
+               disc_start: int):
+    """One training step on the batch ``x``: the autoencoder's loss (through ``forward``, the model or its DDP /
+    compiled wrapper, under ``amp()``) and update, then, from ``disc_start`` on when there is a discriminator
+    (``opt_d``), the discriminator's loss and update (its gradients averaged over ranks). Returns the model's output
+    and the step's logs; raises :class:`NonFiniteLoss` before any update when the loss is not finite. The
+    learning-rate schedule is the caller's."""
+    with amp():
+        out = forward(x)
+        total, logs = loss_fn.generator_loss(x, out, step, model.last_layer())
+    if not torch.isfinite(total):
+        raise NonFiniteLoss(total.item(), logs)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    if opt_d is not None and step >= disc_start:
+        with amp():
+            d_loss, d_logs = loss_fn.discriminator_loss(x, out.x_rec, step)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        distributed.average_gradients_(loss_fn.discriminator.parameters())
+        opt_d.step()
+        logs.update(d_logs)
+    return out, logs
+
+
 def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """Indices of the batch at ``step``: a fresh permutation each pass over the data, seeded by (seed, pass).
 
@@ -293,24 +327,13 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         x = to_model_space(train_set.get_batch(batch_indices(step, n_train, t.batch_size, t.seed, world.rank,
                                                              world.size)))
         x = x.to(device).contiguous(memory_format=fmt)
-        with amp():
-            out_ae = forward(x)
-            total, logs = loss_fn.generator_loss(x, out_ae, step, model.last_layer())
-        if not torch.isfinite(total):
-            error = {"error": "non-finite loss", "step": step, "losses": logs, "run_id": rid}
-            raise diverged(out, error, f"loss became {total.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        try:
+            out_ae, logs = train_step(x, step, forward=forward, model=model, loss_fn=loss_fn, opt=opt, opt_d=opt_d,
+                                      amp=amp, disc_start=cfg.loss.disc_start)
+        except NonFiniteLoss as err:
+            error = {"error": "non-finite loss", "step": step, "losses": err.logs, "run_id": rid}
+            raise diverged(out, error, f"loss became {err.value} at step {step}") from None
         sched.step()
-        if opt_d is not None and step >= cfg.loss.disc_start:
-            with amp():
-                d_loss, d_logs = loss_fn.discriminator_loss(x, out_ae.x_rec, step)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            distributed.average_gradients_(loss_fn.discriminator.parameters())
-            opt_d.step()
-            logs.update(d_logs)
         step += 1
         wall += time.perf_counter() - started
 

@@ -29,6 +29,7 @@ from pqstudy.runio import load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
 from pqstudy.runlock import locked
 from pqstudy.train import (
+    NonFiniteLoss,
     TrainingDiverged,
     batch_indices,
     check_finite_weights,
@@ -138,6 +139,19 @@ def train_generator(cfg: GenRunConfig, out_dir: str | os.PathLike, tokenizer_dir
             raise
 
 
+def generator_step(model: nn.Module, opt, x: Tensor, y: Tensor | None, generator: torch.Generator) -> float:
+    """One training step of a generator on codes ``x`` and labels ``y`` (``model.loss``, drawing class dropout and
+    noise from ``generator``); the loss. Raises :class:`NonFiniteLoss` before the update when it is not finite; the
+    learning-rate schedule is the caller's."""
+    loss = model.loss(x, y, generator=generator)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(loss.item(), {})
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, progress: bool,
            stop_at: int | None) -> TrainedGenerator:
     g, rid = cfg.gen, cfg.run_id
@@ -175,17 +189,14 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
         idx = batch_indices(step, len(data), g.batch_size, g.seed)
         x = data[idx].to(device)
         y = labels[idx].to(device) if labels is not None else None
-        loss = model.loss(x, y, generator=rng)
-        if not torch.isfinite(loss):
+        try:
+            value = generator_step(model, opt, x, y, rng)
+        except NonFiniteLoss as err:
             raise diverged(out, {"error": "non-finite loss", "step": step, "run_id": rid},
-                           f"loss became {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+                           f"loss became {err.value} at step {step}") from None
         sched.step()
         step += 1
         wall += time.perf_counter() - started
-        value = loss.item()
         window.append(value)
         if step % HISTORY_EVERY == 0 or step == g.steps:
             history.append({"step": step, "loss": sum(window) / len(window), "lr": sched.get_last_lr()[0]})
@@ -221,4 +232,4 @@ def load_generator(run_dir: str | os.PathLike, cfg: GenRunConfig,
 
 
 __all__ = ["BUILDERS", "Standardiser", "TrainedGenerator", "TrainingDiverged", "build_generator",
-           "check_generation_run", "load_generator", "train_generator"]
+           "check_generation_run", "generator_step", "load_generator", "train_generator"]
