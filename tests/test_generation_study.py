@@ -186,3 +186,17 @@ def test_generation_figures_pool_a_generator_s_seeds_into_one_point():
     points = sum(len(c.get_offsets()) for c in fig.axes[0].collections if c.get_offsets().shape[1] == 2
                  and type(c).__name__ == "PathCollection")
     assert points == 4  # one marker per configuration, not per run
+
+
+def test_generation_table_lists_each_generator_s_seeds_together():
+    from pqstudy.study.tables import generation_table
+
+    df = _lc_rows(16.0, 14.0, 15.0, seeds=(2, 0, 1)).assign(generate_seconds_per_sample=0.05)
+    table, notes = generation_table(df, "gen-ar")
+    assert list(table.columns[:4]) == ["run", "generator", "tokenizer", "gen. seed"]
+    at_large = table[table["tokenizer"].str.contains("16,384")]
+    for _, rows in at_large.groupby("tokenizer", sort=False):
+        assert rows["gen. seed"].tolist() == ["0", "1", "2"]  # a generator's seeds in order, one block
+    blocks = at_large["tokenizer"].tolist()
+    assert blocks == sorted(blocks)
+    assert any(n.startswith("gen ms/sample: wall time") for n in notes)

@@ -210,8 +210,11 @@ def generation_table(df, grid: str, profile: str | None = None):
         return pd.DataFrame(), []
     metrics = [m for m in GEN_METRICS if numeric(runs, m).notna().any()]
     rows = []
-    for _, run in runs.assign(_order=runs["run_id"]).sort_values(["gen.kind", "gen.head", "_order"]).iterrows():
-        row = {"run": run["run_id"], "generator": generator_name(run), "tokenizer": tokenizer_name(run)}
+    order = runs.assign(_tok=[tokenizer_name(r) for _, r in runs.iterrows()], _seed=numeric(runs, "gen.seed"))
+    for _, run in order.sort_values(["gen.kind", "gen.head", "_tok", "_seed", "run_id"]).iterrows():
+        seed = run_value(run, "gen.seed")
+        row = {"run": run["run_id"], "generator": generator_name(run), "tokenizer": run["_tok"],
+               "gen. seed": "" if _is_missing(seed) else f"{seed:.0f}"}
         for metric in metrics:
             header, fmt = GEN_METRICS[metric]
             value = numeric(run.to_frame().T, metric).iloc[0]
@@ -234,5 +237,10 @@ def generation_table(df, grid: str, profile: str | None = None):
         f"CFG {num(r, 'gen.cfg_scale')}" if r.get("gen.kind") == "ar" else
         f"{r.get('gen.solver')} {num(r, 'gen.sample_steps')} steps, CFG {num(r, 'gen.cfg_scale')}")
         for _, r in runs.iterrows()})
-    notes += [f"sampling: {s}; {int(numeric(runs, 'samples').max())} samples per run" for s in settings]
+    samples = numeric(runs, "samples").dropna()
+    per_run = f"; {int(samples.max())} samples per run" if len(samples) else ""
+    notes += [f"sampling: {s}{per_run}" for s in settings]
+    if "generate_seconds_per_sample" in metrics:
+        notes.append("gen ms/sample: wall time in the run's own process, so it grows with whatever else ran on the "
+                     "machine; GFLOP/sample is counted and does not")
     return pd.DataFrame(rows), notes
