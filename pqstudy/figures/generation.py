@@ -82,9 +82,9 @@ def plot_generation_samples(results_dir, df=None, limit: int = 12, cols: int = 3
     return fig
 
 
-def _scatter(ax, runs, x_column: str, x_scale: float = 1.0) -> None:
+def _scatter(ax, runs, x_column: str, x_scale: float = 1.0):
     """FD against ``x_column``: one marker per generator configuration at the mean over its seeds, with a bar over
-    their range where it has more than one."""
+    their range where it has more than one. Returns those pooled rows (:func:`_per_config`)."""
     runs = _per_config(runs, (x_column, "fd_classifier"))
     for method in order_methods(runs["_method"]):
         sub = runs[runs["_method"] == method]
@@ -105,6 +105,7 @@ def _scatter(ax, runs, x_column: str, x_scale: float = 1.0) -> None:
                 if run.get("gen.head") == "flat":
                     ax.annotate("flat", (run_value(run, x_column) * x_scale, run_value(run, "fd_classifier")),
                                 fontsize=7, xytext=(4, 4), textcoords="offset points")
+    return runs
 
 
 def _floor(ax, runs) -> None:
@@ -150,8 +151,8 @@ def plot_generation_fd_vs_cost(df):
         raise NoData("no generation run has both fd_classifier and generate_flops_per_sample")
     with style():
         fig, ax = subplots(figsize=(7.2, 4.6))
-        _scatter(ax, runs, "generate_flops_per_sample", x_scale=1e-9)
-        for _, run in _per_config(runs, ("generate_flops_per_sample", "fd_classifier")).iterrows():
+        pooled = _scatter(ax, runs, "generate_flops_per_sample", x_scale=1e-9)
+        for _, run in pooled.iterrows():
             x, y = run_value(run, "generate_flops_per_sample") * 1e-9, run_value(run, "fd_classifier")
             ax.annotate(tokenizer_name(run).split(" ")[-1], (x, y), fontsize=7, xytext=(4, -9),
                         textcoords="offset points")

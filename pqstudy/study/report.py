@@ -22,6 +22,7 @@ from pqstudy.study.tables import (
     NOT_APPLICABLE,
     TABLE_METRICS,
     frame_markdown,
+    generation_rows,
     generation_table,
     grid_table,
     markdown_table,
@@ -308,7 +309,7 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
                    f"{first:%Y-%m-%d %H:%M} to {last_end:%Y-%m-%d %H:%M} UTC: the union of the ok runs' intervals "
                    "(`finished_at` − `wall_seconds` to `finished_at`), so time between study calls is not counted"
                    + _target(profile))
-        gen = busy_span(df[(df["status"] == "ok") & df["run_id"].astype(str).str.startswith("gen-")])
+        gen = busy_span(generation_rows(df[df["status"] == "ok"]))
         if gen is not None:
             out.append(f"- wall clock of the generation runs: {gen[0] / 60:.0f} min (the same union over the "
                        "generation runs alone)" + _target(profile, generation=True))

@@ -212,9 +212,8 @@ def generation_table(df, grid: str, profile: str | None = None):
     rows = []
     order = runs.assign(_tok=[tokenizer_name(r) for _, r in runs.iterrows()], _seed=numeric(runs, "gen.seed"))
     for _, run in order.sort_values(["gen.kind", "gen.head", "_tok", "_seed", "run_id"]).iterrows():
-        seed = run_value(run, "gen.seed")
         row = {"run": run["run_id"], "generator": generator_name(run), "tokenizer": run["_tok"],
-               "gen. seed": "" if _is_missing(seed) else f"{seed:.0f}"}
+               "gen. seed": "" if _is_missing(run["_seed"]) else f"{run['_seed']:.0f}"}
         for metric in metrics:
             header, fmt = GEN_METRICS[metric]
             value = numeric(run.to_frame().T, metric).iloc[0]

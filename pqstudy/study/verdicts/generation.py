@@ -18,7 +18,7 @@ from __future__ import annotations
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
 from pqstudy.study.tables import generation_rows, levels_of
-from pqstudy.study.verdicts.compare import Point, fmt_point, points, pooled_sd
+from pqstudy.study.verdicts.compare import T_FACTOR, Point, fmt_point, points, pooled_sd
 from pqstudy.study.verdicts.compare import margin as pair_margin
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
@@ -58,13 +58,9 @@ def _margin_note(margin: float | None, floor: float, pts: list[Point]) -> str:
     if margin is None:
         return f"sampling floor {floor:.2f} (real vs real FD at the same sample count)"
     s = pooled_sd(*pts)
-    return (f"margin {margin:.2f} = max(sampling floor {floor:.2f}, 2 · s · √(1/n₁ + 1/n₂) with the seed spread "
+    return (f"margin {margin:.2f} = max(sampling floor {floor:.2f}, {T_FACTOR:g} · s · √(1/n₁ + 1/n₂) with the seed "
+            "spread "
             f"s = {s:.2f} pooled over the compared points)")
-
-
-def _mean_of(frame, by: str, key, column: str) -> float | None:
-    values = numeric(frame[frame[by] == key], column).dropna()
-    return float(values.mean()) if len(values) else None
 
 
 def _settled(c: Claim, reading: str, evidence: str, numbers: dict, seeds: str, margin: float | None,
@@ -133,12 +129,12 @@ def lc_generation(runs, c: Claim) -> Verdict:
 
 def _lc_reason(at_k, names: dict, worse: list[str]) -> str:
     """Why LC's samples score worse, measured: what the priors' NLL and the tokenizers' reconstructions say."""
-    nll = {m: _mean_of(at_k, "_method", m, "nll_bits_per_image") for m in names}
-    recon = {m: _mean_of(at_k, "_method", m, "recon_fd_classifier") for m in names}
-    if any(v is None for v in (*nll.values(), *recon.values())):
+    nll, recon = points(at_k, "_method", "nll_bits_per_image"), points(at_k, "_method", "recon_fd_classifier")
+    if not set(names) <= set(nll) & set(recon):
         return "LC's samples score worse than " + _and(names[m] + "'s" for m in worse)
-    return ("the priors' NLL: " + ", ".join(f"{names[m]} {nll[m]:.0f}" for m in names) + " bits per image, and "
-            "the tokenizers' reconstructions' FD (cls): " + ", ".join(f"{names[m]} {recon[m]:.2f}" for m in names)
+    return ("the priors' NLL: " + ", ".join(f"{names[m]} {nll[m].mean:.0f}" for m in names) + " bits per image, and "
+            "the tokenizers' reconstructions' FD (cls): "
+            + ", ".join(f"{names[m]} {recon[m].mean:.2f}" for m in names)
             + ": LC's tokens carry more information (more bits for the prior to model) and reconstruct better, yet "
             "the 1,000-step prior's samples on them score worse than on " + _and(names[m] + "'s" for m in worse)
             + ": at this scale the prior, not the decoder, limits the samples")
