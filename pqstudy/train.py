@@ -343,9 +343,9 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         if quantized:
             window_counts += out_ae.quant.stats["usage"].cpu()
         if step % history_every == 0 or step == t.steps:
-            logs, counts = global_window(window_logs, window_counts)
+            sums, counts = global_window(window_logs, window_counts)
             record = {"step": step, "epoch": step * t.batch_size / n_train, "lr": sched.get_last_lr()[0]}
-            record.update({k: v / window_steps for k, v in logs.items()})
+            record.update({k: v / window_steps for k, v in sums.items()})
             if quantized:
                 record.update({k: v for k, v in codebook_metrics(counts).items() if k != "codes_used"})
                 usage_history.append(counts.numpy().astype(np.int32))

@@ -176,3 +176,11 @@ def test_a_non_finite_step_raises_before_any_update():
         generator_step(model, opt, torch.zeros(2, 3), None, torch.Generator())
     assert err.value.value != err.value.value  # the NaN itself, for the error record
     assert torch.equal(model.w.detach(), torch.ones(3)) and model.w.grad is None
+
+
+def test_progress_bar_shows_the_last_step_loss_not_the_window_sum(tmp_path, capsys):
+    cfg = smoke(**{"train.steps": 4, "train.history_every": 4})
+    train(cfg, tmp_path, progress=True)
+    shown = float(capsys.readouterr().err.rsplit("loss=", 1)[1].split("]")[0])
+    window_mean = json.loads((tmp_path / "history.json").read_text())[-1]["total"]
+    assert 0.5 * window_mean < shown < 1.5 * window_mean  # the 4-step window's sum was shown: ~4x its mean
