@@ -39,7 +39,7 @@ def smoke(seed: int):
 
 
 def job_folders(results: Path) -> set:
-    return {p.name for p in (results / ".submitit").glob("*") if p.is_dir() and p.name != "%j"}
+    return {p.name for p in (results / ".submitit").glob("*") if p.is_dir()}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +162,7 @@ def test_the_local_cluster_runs_array_parallelism_tasks_at_a_time_and_reports_a_
     assert error.startswith("TypeError: object of type 'int' has no len()"), error
     log = Path(error.split("log: ", 1)[1].rstrip(")"))
     assert log.is_file() and log.is_relative_to(tmp_path)
+    assert not (tmp_path / "%j").exists()  # submitit's template folder, left empty after submission, is removed
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ tasks at a time (waves); on SLURM the array's ``%N`` limit does that.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -128,6 +129,8 @@ def run_array(fn: Callable, items: list, slurm: SlurmConfig, folder: str | os.Pa
                 yield index[id(job)], job.result(), None
             except Exception as exc:  # noqa: BLE001 - the task died or raised: the caller records why
                 yield index[id(job)], None, task_failure(job, exc)
+    with contextlib.suppress(OSError):  # submitit makes the literal ".../%j" template folder, and leaves it empty
+        Path(folder).rmdir()  # once each job's files are in its own folder (not empty: kept)
 
 
 def task_failure(job, exc: BaseException) -> str:
