@@ -1,9 +1,29 @@
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` imported as a module (benchmarks are scripts, not a package; they may import each
+    other, so their folder goes on ``sys.path``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_module():
+    """:func:`load_benchmark`, for tests: ``benchmark_module("gpu_check")``."""
+    return load_benchmark
 
 
 def write_kernel_spec(jupyter_dir: Path) -> str:

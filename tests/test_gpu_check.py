@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,15 +10,10 @@ import torch
 
 from pqstudy.losses import AutoencoderLoss
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gpu_check(benchmark_module):
+    return benchmark_module("gpu_check")
 
 
 def test_without_a_gpu_it_says_so_and_exits_0(gpu_check, monkeypatch, capsys, tmp_path):
