@@ -9,6 +9,9 @@ from the same seed and batches, and evaluated on the first ``--eval-images`` tes
   :mod:`pqstudy.precision`);
 - ``bf16-guarded``: what ``train.precision=bf16`` does: the whole quantiser (search, loss terms, EMA statistics) and
   the reconstruction loss in fp32.
+- ``bf16-weights``: no autocast; the model itself cast to bf16 (``model.to(torch.bfloat16)``), so weights,
+  gradients and Adam's moments are bf16 and every update is rounded to bf16's 8 mantissa bits. Not something
+  ``pqstudy train`` can do: the arm tests whether the issue's break came from bf16 *weights* rather than autocast.
 
 PSNR is measured twice: ``psnr_fp32_eval`` evaluates the trained weights in fp32 (what training learned),
 ``psnr_own_eval`` under the arm's own precision and guards (what the arm's model gives at inference).
@@ -33,6 +36,7 @@ without training: the break at the study's scale (K = 1024, 800 steps) in minute
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import tempfile
 import time
@@ -43,12 +47,15 @@ import pandas as pd
 import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
+from pqstudy.codebooks import codebook_for
 from pqstudy.config import apply_overrides, get_profile
-from pqstudy.cpu import cpu_model, device_name, native_bf16
+from pqstudy.cpu import cpu_model, device_name, memory_format, native_bf16
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.evaluate import evaluate_model
+from pqstudy.losses import AutoencoderLoss
+from pqstudy.models import build_model
 from pqstudy.precision import guards
-from pqstudy.train import train
+from pqstudy.train import batch_indices, load_perceptual, lr_factor, train, train_step
 
 OUT = Path("results/benchmarks/bf16_quality.csv")
 ARMS = {  # arm → (precision, guards)
@@ -56,6 +63,7 @@ ARMS = {  # arm → (precision, guards)
     "bf16-naive": ("bf16", {"search": False, "quantizer": False, "reconstruction": False}),
     "bf16-search-fp32": ("bf16", {"search": True, "quantizer": False, "reconstruction": False}),
     "bf16-guarded": ("bf16", {"search": True, "quantizer": True, "reconstruction": True}),
+    "bf16-weights": ("bf16", {"search": False, "quantizer": False, "reconstruction": False}),
 }
 KINDS = {  # kind → overrides of the smoke profile
     "vq": {"quantizer.kind": "vq"},
@@ -119,22 +127,49 @@ def trained_rows(run_dir: str, eval_images: int, device: str = "cpu") -> list[di
     return rows
 
 
+def train_bf16_weights(cfg, train_set) -> tuple[torch.nn.Module, float]:
+    """The ``bf16-weights`` arm: :func:`pqstudy.train.train`'s seed, model, optimiser, schedule and batches, with the
+    model and loss cast to bf16 and no autocast. Returns the model cast back to fp32 (exact) and the training
+    seconds."""
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    fmt = memory_format(t.device)
+    model = build_model(cfg, codebook=codebook_for(cfg)).to(t.device, torch.bfloat16, memory_format=fmt)
+    loss_fn = AutoencoderLoss(cfg.loss, perceptual=load_perceptual(cfg, t.device))
+    loss_fn = loss_fn.to(t.device, torch.bfloat16, memory_format=fmt)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr, betas=(t.beta1, t.beta2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t))
+    model.train()
+    started = time.perf_counter()
+    for step in range(t.steps):
+        x = to_model_space(train_set.get_batch(batch_indices(step, len(train_set), t.batch_size, t.seed)))
+        x = x.to(t.device, torch.bfloat16).contiguous(memory_format=fmt)
+        train_step(x, step, forward=model, model=model, loss_fn=loss_fn, opt=opt, opt_d=None,
+                   amp=contextlib.nullcontext, disc_start=cfg.loss.disc_start)
+        sched.step()
+    return model.float(), time.perf_counter() - started
+
+
 def run_arm(cfg, arm: str, train_set, test_set, eval_images: int) -> tuple[dict, torch.nn.Module]:
     precision, switched = ARMS[arm]
     cfg = apply_overrides(cfg, {"train.precision": precision})
     with guards(**switched), tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        trained = train(cfg, tmp, progress=False, train_set=train_set)
+        if arm == "bf16-weights":
+            model, seconds = train_bf16_weights(cfg, train_set)
+            history = {"train_seconds": round(seconds, 3)}
+        else:
+            trained = train(cfg, tmp, progress=False, train_set=train_set)
+            model, history = trained.model, trained.summary
         wall = time.perf_counter() - started
-        own, _ = evaluate_model(trained.model, cfg, split="test", dataset=test_set)
+        own, _ = evaluate_model(model, cfg, split="test", dataset=test_set)
     fp32_cfg = apply_overrides(cfg, {"train.precision": "fp32"})
-    plain, _ = evaluate_model(trained.model, fp32_cfg, split="test", dataset=test_set)
-    history = trained.summary
+    plain, _ = evaluate_model(model, fp32_cfg, split="test", dataset=test_set)
     row = {"arm": arm, "precision": precision, **{f"guard_{k}": v for k, v in switched.items()},
            "psnr_fp32_eval": round(plain["psnr"], 3), "psnr_own_eval": round(own["psnr"], 3),
            "utilisation_test": plain.get("utilisation_test"), "train_seconds": history.get("train_seconds"),
            "wall_seconds": round(wall, 1)}
-    return row, trained.model
+    return row, model
 
 
 def main() -> None:
@@ -144,7 +179,11 @@ def main() -> None:
     ap.add_argument("--kinds", default="vq,vq-ema,pq", help=f"comma-separated, from {list(KINDS)}")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {list(ARMS)}")
     ap.add_argument("--eval-images", type=int, default=256)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every arm, e.g. model.ch=64 (a wider model, where bf16 pays)")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows already in --out (e.g. another machine's) and add this run's after them")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: native bf16)")
     ap.add_argument("--runs", nargs="*", default=[],
                     help="trained run directories to evaluate (not train) in each arm, after the training arms")
@@ -159,21 +198,25 @@ def main() -> None:
                          f"{args.eval_images} >= 1")
     warnings.simplefilter("ignore", RuntimeWarning)  # the emulated-bf16 warning, once per run
     torch.set_num_threads(1)
-    base = apply_overrides(get_profile(args.profile), {"train.steps": args.steps, "train.eval_limit": args.eval_images,
-                                                  "train.eval_metrics": "", "train.threads": 1,
-                                                  "train.device": args.device})
+    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+    if len(overrides) != len(args.set):
+        raise SystemExit(f"--set: expected KEY=VALUE, got {[i for i in args.set if '=' not in i]}")
+    base = apply_overrides(get_profile(args.profile), {
+        **overrides, "train.steps": args.steps, "train.eval_limit": args.eval_images, "train.eval_metrics": "",
+        "train.threads": 1, "train.device": args.device})
     where = {"cpu": cpu_model(), "native_bf16": native_bf16(), "device": device_name(args.device)}
     train_set = load_dataset(base.data, "train", seed=0)
     test_set = load_dataset(base.data, "test", seed=0)
     images = to_model_space(test_set.get_batch(torch.arange(min(args.eval_images, len(test_set)))))
-    rows = []
+    rows = pd.read_csv(args.out).to_dict("records") if args.append and Path(args.out).exists() else []
     for kind in kinds if args.steps else []:
         cfg = apply_overrides(base, KINDS[kind])
         for arm in arms:
             row, model = run_arm(cfg, arm, train_set, test_set, args.eval_images)
             if arm == "fp32":
                 row.update(search_disagreement(copy.deepcopy(model), images))
-            row = {"kind": kind, "source": f"{args.profile} profile, trained here", **row, "steps": args.steps,
+            source = " ".join([f"{args.profile} profile", *args.set, "trained here"])
+            row = {"kind": kind, "source": source, **row, "steps": args.steps,
                    **where, "torch": torch.__version__, "threads": 1}
             _record(rows, row, args.out)
     for run_dir in args.runs:
