@@ -27,6 +27,7 @@ bf16, the steps and the wall time) and prints each row. One thread: on a CPU wit
 (8–17× slower), so keep ``--steps`` small there.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bf16_quality.py [--steps 100] [--kinds vq,vq-ema,pq] [--runs DIR ...]
+    ... --profile default --steps 200 --set model.ch=64 --set train.seed=1 --append   # a wider model, another seed
     python3 benchmarks/bf16_quality.py --device cuda --profile smoke --steps 150   # on a GPU (native bf16)
 
 ``--runs`` adds trained run directories (e.g. the default-profile study's ``runs/<id>``), evaluated in each arm
