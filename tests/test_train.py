@@ -184,3 +184,13 @@ def test_progress_bar_shows_the_last_step_loss_not_the_window_sum(tmp_path, caps
     shown = float(capsys.readouterr().err.rsplit("loss=", 1)[1].split("]")[0])
     window_mean = json.loads((tmp_path / "history.json").read_text())[-1]["total"]
     assert 0.5 * window_mean < shown < 1.5 * window_mean  # the 4-step window's sum was shown: ~4x its mean
+
+
+def test_training_again_into_a_run_directory_warns_that_it_overwrites(tmp_path, recwarn):
+    cfg = smoke(**{"train.steps": 2})
+    train(cfg, tmp_path, progress=False)
+    assert not [w for w in recwarn if "overwrites" in str(w.message)]  # a new directory: nothing to say
+    train(cfg, tmp_path, progress=False, resume=True)
+    assert not [w for w in recwarn if "overwrites" in str(w.message)]  # resumed: nothing lost
+    with pytest.warns(UserWarning, match="holds a run's checkpoint; training from step 0 overwrites it"):
+        train(cfg, tmp_path, progress=False)
