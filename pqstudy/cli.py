@@ -214,6 +214,8 @@ def _slurm_config(args):
             shown = ", ".join(option_name(name) for name in given)
             raise ValueError(f"{shown}: only used with --executor submitit (--executor is {args.executor})")
         return None
+    if given.get("cluster") == "local" and "array_parallelism" not in given:
+        given["array_parallelism"] = args.jobs  # this machine's processes: as many at once as without submitit
     return check_cluster(SlurmConfig(**given))
 
 
@@ -231,7 +233,7 @@ def _slurm_options(p: argparse.ArgumentParser) -> None:
                    help="wall-time limit per run in minutes; a run past it is killed and recorded failed (default 240)")
     g.add_argument("--slurm-mem-gb", type=int, default=None, metavar="GB", help="memory per run (default 16)")
     g.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
-                   help="at most N runs at once (the array's %%N; default 64)")
+                   help="at most N runs at once (the array's %%N; default 64, with --slurm-cluster local --jobs)")
     g.add_argument("--slurm-cluster", default=None, choices=["slurm", "local"],
                    help="slurm (sbatch; default) or local: the tasks as processes of this machine, to try a sweep "
                         "without a cluster")

@@ -246,3 +246,22 @@ def test_run_grids_refuses_slurm_settings_without_the_submitit_executor(tmp_path
         run_grids({"g": [smoke(0)]}, results_dir=tmp_path / "results", slurm=SlurmConfig(cluster="local"))
     with pytest.raises(ValueError, match="executor='dask'"):
         run_grids({"g": [smoke(0)]}, results_dir=tmp_path / "results", executor="dask")
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--slurm-cluster", "local"], 2),  # this machine: --jobs (default 2) at once, not 64
+    (["--slurm-cluster", "local", "--jobs", "3"], 3),
+    (["--slurm-cluster", "local", "--jobs", "3", "--slurm-array-parallelism", "5"], 5),
+])
+def test_the_local_cluster_runs_jobs_at_once_unless_told_otherwise(options, expected):
+    from pqstudy.cli import _slurm_config, build_parser
+
+    args = build_parser().parse_args(["sweep", "lc-init", "--executor", "submitit", *options])
+    assert _slurm_config(args).array_parallelism == expected
+
+
+def test_slurm_keeps_its_default_array_parallelism(fake_slurm):
+    from pqstudy.cli import _slurm_config, build_parser
+
+    args = build_parser().parse_args(["sweep", "lc-init", "--executor", "submitit", "--jobs", "3"])
+    assert _slurm_config(args).array_parallelism == SlurmConfig().array_parallelism == 64
