@@ -49,7 +49,7 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.codebooks import codebook_for
-from pqstudy.config import apply_overrides, get_profile
+from pqstudy.config import ConfigError, apply_overrides, get_profile, parse_set
 from pqstudy.cpu import cpu_model, device_name, memory_format, native_bf16
 from pqstudy.data import load_dataset, to_model_space
 from pqstudy.evaluate import evaluate_model
@@ -199,9 +199,10 @@ def main() -> None:
                          f"{args.eval_images} >= 1")
     warnings.simplefilter("ignore", RuntimeWarning)  # the emulated-bf16 warning, once per run
     torch.set_num_threads(1)
-    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
-    if len(overrides) != len(args.set):
-        raise SystemExit(f"--set: expected KEY=VALUE, got {[i for i in args.set if '=' not in i]}")
+    try:
+        overrides = parse_set(args.set)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
     base = apply_overrides(get_profile(args.profile), {
         **overrides, "train.steps": args.steps, "train.eval_limit": args.eval_images, "train.eval_metrics": "",
         "train.threads": 1, "train.device": args.device})
@@ -210,13 +211,13 @@ def main() -> None:
     test_set = load_dataset(base.data, "test", seed=0)
     images = to_model_space(test_set.get_batch(torch.arange(min(args.eval_images, len(test_set)))))
     rows = pd.read_csv(args.out).to_dict("records") if args.append and Path(args.out).exists() else []
+    source = " ".join([f"{args.profile} profile", *args.set, "trained here"])
     for kind in kinds if args.steps else []:
         cfg = apply_overrides(base, KINDS[kind])
         for arm in arms:
             row, model = run_arm(cfg, arm, train_set, test_set, args.eval_images)
             if arm == "fp32":
                 row.update(search_disagreement(copy.deepcopy(model), images))
-            source = " ".join([f"{args.profile} profile", *args.set, "trained here"])
             row = {"kind": kind, "source": source, **row, "steps": args.steps,
                    **where, "torch": torch.__version__, "threads": 1}
             _record(rows, row, args.out)

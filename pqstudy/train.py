@@ -211,11 +211,12 @@ def open_run_dir(out: Path, rid: str, config: dict, resume: bool) -> dict | None
     written and an old ``error.json`` removed. Tokenizer and generator training both begin here."""
     for stale in out.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock, so it is dead
         stale.unlink(missing_ok=True)
-    if not resume and (out / CHECKPOINT).exists():
+    held = (out / CHECKPOINT).exists()
+    if held and not resume:
         done = "a finished run" if (out / "metrics.json").exists() else "a run's checkpoint"
         warnings.warn(f"{out} holds {done}; training from step 0 overwrites it (--resume continues it, or on a "
                       "finished run only evaluates it)", UserWarning, stacklevel=4)
-    ckpt = load_checkpoint(out) if resume and (out / CHECKPOINT).exists() else None
+    ckpt = load_checkpoint(out) if held and resume else None
     if ckpt is not None and ckpt["run_id"] != rid:
         raise ValueError(f"--resume: {out} holds run {ckpt['run_id']}, but this config is run {rid}")
     write_json(out / "config.json", {"run_id": rid, **config})

@@ -302,14 +302,15 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     profiles = sorted(set(df["profile"].dropna().astype(str))) if len(df) and "profile" in df.columns else []
     out.append(f"- profile: **{profile or ', '.join(profiles) or 'unknown'}**")
     out.append(f"- runs: **{n_ok} ok**, **{n_failed} failed** ({len(df)} recorded)")
-    busy = busy_span(df[df["status"] == "ok"]) if len(df) else None
+    ok = df[df["status"] == "ok"] if len(df) else None
+    busy = busy_span(ok) if ok is not None else None
     if busy is not None:
         seconds, first, last_end = busy
         out.append(f"- wall clock of the study's runs: {seconds / 3600:.1f} h ({seconds / 60:.0f} min), "
                    f"{first:%Y-%m-%d %H:%M} to {last_end:%Y-%m-%d %H:%M} UTC: the union of the ok runs' intervals "
                    "(`finished_at` − `wall_seconds` to `finished_at`), so time between study calls is not counted"
                    + _target(profile))
-        gen = busy_span(generation_rows(df[df["status"] == "ok"]))
+        gen = busy_span(generation_rows(ok))
         if gen is not None:
             out.append(f"- wall clock of the generation runs: {gen[0] / 60:.0f} min (the same union over the "
                        "generation runs alone)" + _target(profile, generation=True))
