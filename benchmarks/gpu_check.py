@@ -17,7 +17,8 @@ The parts of :func:`check`, in order (each row is written to the CSV as soon as 
    is in the loss: the real weights where installed, else the same network with a random trunk for timing only.
 4. ``--extras fp32,compile``: ``pq`` again in fp32 (bf16's speed-up) and with ``torch.compile`` (the compile's time
    is the warm-up's). ``--generators ar,diffusion``: the paper profile's GPT-L prior and DiT-XL/2 trained on random
-   codes of their tokenizers' shapes (:func:`generator_throughput`), then 2 samples drawn.
+   codes of their tokenizers' shapes (:func:`generator_throughput`) at each of ``--gen-precisions`` (``fp32``;
+   ``bf16``: ``gen.precision=bf16``), then 2 samples drawn.
 
 ``--budget-seconds`` shares a wall-clock budget between the parts (the steps timed are in the CSV). Writes
 ``results/benchmarks/gpu.csv`` naming the card (``torch.cuda.get_device_name``), torch's and CUDA's versions and the
@@ -253,11 +254,11 @@ def synthetic_codes(cfg, n: int, device="cpu"):
 def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds: float | None = None,
                          batch_size: int = 32) -> dict:
     """Training steps of generator ``cfg`` (a ``GenRunConfig``) on random codes of its tokenizer's shape (the
-    training loop's own step, :func:`pqstudy.generation.train.generator_step`, with its AdamW; fp32, the generators
-    have no precision setting), ``warmup`` untimed, then up to ``steps`` timed (``seconds`` caps them).
+    training loop's own step, :func:`pqstudy.generation.train.generator_step`, with its AdamW, at ``gen.precision``),
+    ``warmup`` untimed, then up to ``steps`` timed (``seconds`` caps them).
     ``batch_size`` is one GPU's share of the config's global batch (256 does not fit one GPU's memory at these
     sizes): GPU hours follow from images/s."""
-    from pqstudy.generation.train import BETAS, build_generator, generator_step
+    from pqstudy.generation.train import BETAS, GeneratorLoss, build_generator, generator_step
 
     device = torch.device(device)
     g = cfg.gen
@@ -268,6 +269,8 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
     model.to(device).train()
     data = codes.data if scaler is None else scaler(codes.data.float())
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, betas=BETAS, weight_decay=g.weight_decay)
+    loss_of = GeneratorLoss(model)
+    amp = training_autocast(device, g.precision, "gen.precision")
     rng = torch.Generator().manual_seed(1)
     cuda = device.type == "cuda"
     if cuda:
@@ -278,7 +281,7 @@ def generator_throughput(cfg, device, steps: int = 20, warmup: int = 3, seconds:
     def one_step(i: int) -> None:  # the generator training loop's own step
         idx = (torch.arange(batch_size) + i * batch_size) % len(codes)
         try:
-            losses.append(generator_step(model, opt, data[idx].to(device), labels[idx].to(device), rng))
+            losses.append(generator_step(loss_of, opt, data[idx].to(device), labels[idx].to(device), rng, amp=amp))
         except NonFiniteLoss as err:
             raise CheckFailed(f"generator {g.kind} ({g.size}): loss {err.value} at step {i} on {device}") from None
 
@@ -417,10 +420,11 @@ def _kind_row(kind, profile, precision, compiled, device, steps, warmup, gan_ste
     return row
 
 
-def _generator_row(kind, device, steps, share, batch, failures: list) -> dict:
-    """One paper generator's throughput row (see :func:`generator_throughput`)."""
+def _generator_row(kind, precision, device, steps, share, batch, failures: list) -> dict:
+    """One paper generator's throughput row at ``precision`` (see :func:`generator_throughput`)."""
     cfg = generator_config(kind)
-    row = {"kind": f"gen-{kind}:{cfg.gen.size}", "profile": "paper", "precision": "fp32", "device": device,
+    cfg.gen.precision = precision
+    row = {"kind": f"gen-{kind}:{cfg.gen.size}", "profile": "paper", "precision": precision, "device": device,
            "batch_size": batch, "global_batch": cfg.gen.batch_size, "image_size": cfg.tokenizer.data.image_size,
            "seconds_cap": None if share is None else round(share, 1), "compile": False}
     try:
@@ -439,7 +443,7 @@ def check(device: str = "cuda", kinds=KINDS, steps: int = 200, warmup: int = 10,
           precision: str = "bf16", compare_steps: int = 20, compare_kind: str | tuple = "vq", reference: str = "cpu",
           lr_factor: float = 1.0, out: str | Path | None = OUT, gan_steps: int = 0, budget_seconds: float = 0.0,
           extras: tuple | bool = (), generators: tuple = (), gen_steps: int = 20,
-          gen_batch: int = 32) -> list[dict]:
+          gen_batch: int = 32, gen_precisions: tuple = ("fp32",)) -> list[dict]:
     """Both parts of the check on ``device`` (see the module docstring), the agreement first; rows written to
     ``out`` after each (None: not written), then :class:`CheckFailed` raised for the first failure.
     ``device="cpu"`` runs the same code on the CPU (the tests do, on the smoke profile).
@@ -448,7 +452,7 @@ def check(device: str = "cuda", kinds=KINDS, steps: int = 200, warmup: int = 10,
     share (the steps timed are in the CSV). ``extras``: after the kinds, ``pq`` again in fp32 (bf16's speed-up) and
     with ``torch.compile`` (compile time and speed-up), each only while the budget leaves room for it.
     ``generators`` (``ar``, ``diffusion``): then the paper profile's headline generators, ``gen_steps`` timed steps
-    each (:func:`generator_throughput`), while the budget leaves 30 s."""
+    each (:func:`generator_throughput`) at each of ``gen_precisions``, while the budget leaves 30 s."""
     began = time.perf_counter()
     stamp = {"card": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
              "date": datetime.date.today().isoformat(), "data": "synthetic random images (no ImageNet on the machine)"}
@@ -481,7 +485,7 @@ def check(device: str = "cuda", kinds=KINDS, steps: int = 200, warmup: int = 10,
     arms = [("kind", kind, precision, False) for kind in kinds]
     if "fp32" in extras:
         arms.append(("kind", "pq", "fp32", False))
-    arms += [("generator", gen_kind, "fp32", False) for gen_kind in generators]
+    arms += [("generator", gen_kind, prec, False) for gen_kind in generators for prec in gen_precisions]
     if "compile" in extras:
         arms.append(("kind", "pq", precision, True))
     reserve = 0.4 * budget_seconds if (extras or generators) else 0.0
@@ -498,7 +502,7 @@ def check(device: str = "cuda", kinds=KINDS, steps: int = 200, warmup: int = 10,
                      if not extra else max(left() / (2 * (len(arms) - n)), 5.0))
             print(f"measuring {what} {kind} {prec} compile={compiled}: {left():.0f} s of the budget left", flush=True)
             if what == "generator":
-                row = _generator_row(kind, device, gen_steps, share, gen_batch, failures)
+                row = _generator_row(kind, prec, device, gen_steps, share, gen_batch, failures)
             else:
                 row = _kind_row(kind, profile, prec, compiled, device, steps, warmup, gan_steps, share, cache,
                                 failures)
@@ -525,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extras", default="", help=f"any of {','.join(EXTRAS)}: pq in fp32 / with torch.compile too")
     ap.add_argument("--generators", default="", help="also time the paper profile's generators: ar,diffusion")
     ap.add_argument("--gen-steps", type=int, default=20, help="timed steps per generator")
+    ap.add_argument("--gen-precisions", default="fp32", help="gen.precision of each generator timing: fp32,bf16")
     ap.add_argument("--gen-batch", type=int, default=32, help="one GPU's batch for the generator timing")
     ap.add_argument("--calibrate", action="store_true",
                     help="print the CPU-vs-CPU agreement at a rounding-sized (1e-6) learning-rate change and exit")
@@ -536,11 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     compare_kinds = [k for k in args.compare_kinds.split(",") if k]
     generators = [k for k in args.generators.split(",") if k]
     extras = [k for k in args.extras.split(",") if k]
+    gen_precisions = [k for k in args.gen_precisions.split(",") if k]
     bad = ([k for k in kinds + compare_kinds if k not in KINDS] + [k for k in extras if k not in EXTRAS]
-           + [k for k in generators if k not in ("ar", "diffusion")])
+           + [k for k in generators if k not in ("ar", "diffusion")]
+           + [k for k in gen_precisions if k not in ("fp32", "bf16")])
     if bad or args.steps < 1 or args.warmup < 0 or args.compare_steps < 0:
         print(f"gpu-check: bad arguments: {bad} (kinds: {list(KINDS)}, extras: {list(EXTRAS)}, generators: ar, "
-              f"diffusion), --steps={args.steps} (>= 1), "
+              f"diffusion, gen precisions: fp32, bf16), --steps={args.steps} (>= 1), "
               f"--warmup={args.warmup} (>= 0), --compare-steps={args.compare_steps} (>= 0)", file=sys.stderr)
         return 2
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
@@ -550,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         check(args.device, kinds, args.steps, args.warmup, compare_steps=args.compare_steps, out=args.out,
               compare_kind=tuple(compare_kinds),
               gan_steps=args.gan_steps, budget_seconds=args.budget_seconds, extras=tuple(extras),
-              generators=tuple(generators), gen_steps=args.gen_steps, gen_batch=args.gen_batch)
+              generators=tuple(generators), gen_steps=args.gen_steps, gen_batch=args.gen_batch,
+              gen_precisions=tuple(gen_precisions))
     except CheckFailed as err:
         print(f"gpu-check FAILED: {err}", file=sys.stderr)
         return 1

@@ -42,9 +42,11 @@ OUT = Path("results/benchmarks/gpu_hours.csv")
 
 def measured(gpu: pd.DataFrame) -> dict:
     """What the CSV's ok paper-profile rows give: ``{kind: (s_ae, s_gan)}`` (bf16, not compiled), the fp32 / bf16
-    ratio on pq (None when not measured), ``{"ar" | "diffusion": (seconds per image, timed config)}``, the card."""
+    ratio on pq (None when not measured), ``{"ar" | "diffusion": (seconds per image in fp32, timed config)}``, the
+    card."""
     rows = gpu[(gpu["profile"] == "paper") & (gpu["ok"].astype(str) == "True")]
-    tok = rows[(rows["precision"] == "bf16") & (rows["compile"].astype(str) == "False")]
+    generator = rows["kind"].str.startswith("gen-")
+    tok = rows[(rows["precision"] == "bf16") & (rows["compile"].astype(str) == "False") & ~generator]
     if tok.empty:
         raise SystemExit(f"{CSV}: no ok paper-profile bf16 row; run `make gpu-check` on a GPU first")
     kinds = {}
@@ -55,7 +57,7 @@ def measured(gpu: pd.DataFrame) -> dict:
     ratio = float(fp32["seconds_per_step"].iloc[0]) / kinds["pq"][0] if len(fp32) and "pq" in kinds else None
     gens = {}
     for kind in ("ar", "diffusion"):
-        hit = rows[rows["kind"].str.startswith(f"gen-{kind}:")]
+        hit = rows[rows["kind"].str.startswith(f"gen-{kind}:") & (rows["precision"] == "fp32")]  # the table's
         if len(hit):
             gens[kind] = (1.0 / float(hit["images_per_second"].iloc[-1]), gpu_check.generator_config(kind))
     return {"kinds": kinds, "fp32_ratio": ratio, "generators": gens, "card": str(tok["card"].iloc[0])}

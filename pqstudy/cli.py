@@ -49,7 +49,7 @@ def cmd_generate(args) -> int:
 
     from pqstudy.generation.config import GenConfig, GenRunConfig, apply_gen_overrides, validate_gen
     from pqstudy.generation.run import train_and_evaluate_generator
-    from pqstudy.generation.train import check_generation_run
+    from pqstudy.generation.train import check_generation_run, check_launch
     from pqstudy.runio import check_output_dir, read_json
 
     config_file = Path(args.tokenizer) / "config.json"
@@ -59,11 +59,15 @@ def cmd_generate(args) -> int:
     tokenizer = config_from_dict({k: v for k, v in read_json(config_file).items() if k != "run_id"})
     cfg = validate_gen(GenRunConfig(tokenizer, apply_gen_overrides(GenConfig(), parse_set(args.set))))
     check_generation_run(cfg, args.tokenizer)
+    world, _ = check_launch(cfg)  # under torchrun: this rank, checked before any work
     out = args.out or str(Path("scratch/runs") / cfg.run_id)
     check_output_dir(out, "--out")
-    print(f"generation run {cfg.run_id} on tokenizer {cfg.tokenizer_run_id} → {out}", file=sys.stderr)
+    if world.main:
+        where = f" on {world.size} data-parallel ranks" if world.parallel else ""
+        print(f"generation run {cfg.run_id} on tokenizer {cfg.tokenizer_run_id} → {out}{where}", file=sys.stderr)
     metrics = train_and_evaluate_generator(cfg, out, args.tokenizer, resume=args.resume, progress=not args.quiet)
-    _print_metrics(metrics)
+    if world.main:
+        _print_metrics(metrics)
     return 0
 
 

@@ -172,6 +172,7 @@ NON_RESULT_FIELDS = {
 # the id, so the ids of the recorded runs stay as they were, and a run that sets another value gets an id of its own.
 ID_DEFAULTS = {
     "train.precision": "fp32",
+    "gen.precision": "fp32",  # a generation run's field (pqstudy.generation.config.gen_run_id)
 }
 
 

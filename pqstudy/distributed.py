@@ -14,6 +14,7 @@ back with ``weights_only=True`` (:func:`broadcast_state`), so no rank ever unpic
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
@@ -85,16 +86,28 @@ def world_from_env() -> World:
     return World(rank=rank, size=size, local_rank=local_rank)
 
 
-def check_world(world: World, batch_size: int, device: torch.device) -> None:
-    """Fail before any work when ``world`` cannot train a global batch of ``batch_size`` on ``device``."""
+def check_world(world: World, batch_size: int, device: torch.device, field: str = "train.batch_size") -> None:
+    """Fail before any work when ``world`` cannot train a global batch of ``batch_size`` (the config's ``field``)
+    on ``device``."""
     if batch_size % world.size:
         nearest = world.size * max(batch_size // world.size, 1)
         raise DistributedError(
-            f"train.batch_size={batch_size} is not divisible by the world size {world.size}: every rank takes "
-            f"batch_size / world_size images per step (e.g. train.batch_size={nearest})")
+            f"{field}={batch_size} is not divisible by the world size {world.size}: every rank takes "
+            f"batch_size / world_size images per step (e.g. {field}={nearest})")
     if world.parallel and device.type == "cuda" and world.local_rank >= torch.cuda.device_count():
         raise DistributedError(f"LOCAL_RANK={world.local_rank} but only {torch.cuda.device_count()} CUDA device(s) "
                                "are visible: start at most that many processes per node (--nproc-per-node)")
+
+
+def launch(batch_size: int, device: torch.device, field: str = "train.batch_size") -> tuple[World, torch.device]:
+    """This process's world (from torchrun's environment; one process without it) and its device (``cuda:LOCAL_RANK``
+    under torchrun), checked against a global batch of ``batch_size`` (the config's ``field``) before any work: a
+    bad launch is a ``DistributedError`` that says what to change. Starts nothing."""
+    world = world_from_env()
+    check_world(world, batch_size, device, field)
+    if world.parallel and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    return world, device
 
 
 def start(world: World, device: torch.device, timeout_minutes: float = 60.0) -> bool:
@@ -114,6 +127,18 @@ def stop(started: bool) -> None:
     if started and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_first(world: World):
+    """Rank 0 runs the block first, the other ranks after it (e.g. rank 0 fills a cache file the others then read):
+    one barrier, which the others reach before the block and rank 0 after it. A plain block for one process; every
+    rank must enter it."""
+    if world.parallel and not world.main:
+        dist.barrier()
+    yield
+    if world.parallel and world.main:
+        dist.barrier()
 
 
 def active() -> bool:

@@ -36,23 +36,24 @@ FP32_GUARDS = {"search": True, "quantizer": True, "reconstruction": True}
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def autocast(device, precision: str = "fp32"):
-    """The autocast context for ``precision`` on ``device``: bf16 autocast for ``"bf16"``, a disabled one (no-op)
-    for ``"fp32"``."""
+def autocast(device, precision: str = "fp32", field: str = "train.precision"):
+    """The autocast context for ``precision`` (the config's ``field``) on ``device``: bf16 autocast for ``"bf16"``,
+    a disabled one (no-op) for ``"fp32"``."""
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"train.precision={precision!r}: choose fp32 or bf16")
+        raise ValueError(f"{field}={precision!r}: choose fp32 or bf16")
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def training_autocast(device, precision: str = "fp32"):
+def training_autocast(device, precision: str = "fp32", field: str = "train.precision"):
     """A factory of :func:`autocast` contexts for a training loop (``with amp(): ...``); warns once where bf16 is
     emulated. Allowed there, not refused: the numbers are right (the guards keep fp32 where it matters), only slow,
-    and the user asked for it by name."""
+    and the user asked for it by name (``field``: the tokenizer's ``train.precision`` or a generator's
+    ``gen.precision``)."""
     if precision == "bf16" and emulated_bf16(device):
-        warnings.warn(f"train.precision='bf16' on {cpu_model()}: no native bf16 (AVX512-BF16/AMX), so it is "
+        warnings.warn(f"{field}='bf16' on {cpu_model()}: no native bf16 (AVX512-BF16/AMX), so it is "
                       "emulated, 8-17x slower than fp32; use fp32 on this machine", RuntimeWarning, stacklevel=2)
-    autocast(device, precision)  # checks the name before the loop starts
-    return lambda: autocast(device, precision)
+    autocast(device, precision, field)  # checks the name before the loop starts
+    return lambda: autocast(device, precision, field)
 
 
 @contextlib.contextmanager

@@ -75,13 +75,14 @@ def train_step(x: torch.Tensor, step: int, *, forward, model, loss_fn: Autoencod
     """One training step on the batch ``x``: the autoencoder's loss (through ``forward``, the model or its DDP /
     compiled wrapper, under ``amp()``) and update, then, from ``disc_start`` on when there is a discriminator
     (``opt_d``), the discriminator's loss and update (its gradients averaged over ranks). Returns the model's output
-    and the step's logs; raises :class:`NonFiniteLoss` before any update when the loss is not finite. The
-    learning-rate schedule is the caller's."""
+    and the step's logs; raises :class:`NonFiniteLoss` on every rank, before any update, when the loss is not finite
+    on any (the check reduces the loss over the data-parallel ranks). The learning-rate schedule is the caller's."""
     with amp():
         out = forward(x)
         total, logs = loss_fn.generator_loss(x, out, step, model.last_layer())
-    if not torch.isfinite(total):
-        raise NonFiniteLoss(total.item(), logs)
+    value = distributed.average_(total.detach().double()).item()  # one process: total itself
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value, logs)
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
@@ -197,12 +198,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
 def check_launch(cfg: RunConfig) -> tuple[distributed.World, torch.device]:
     """This process's data-parallel world (from torchrun's environment; one process without it) and device, checked
     against the config before any work: a bad launch is a ``DistributedError`` that says what to change."""
-    world = distributed.world_from_env()
-    device = resolve_device(cfg.train.device)
-    distributed.check_world(world, cfg.train.batch_size, device)
-    if world.parallel and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
-    return world, device
+    return distributed.launch(cfg.train.batch_size, resolve_device(cfg.train.device), "train.batch_size")
 
 
 def open_run_dir(out: Path, rid: str, config: dict, resume: bool) -> dict | None:
@@ -337,8 +333,11 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
             out_ae, logs = train_step(x, step, forward=forward, model=model, loss_fn=loss_fn, opt=opt, opt_d=opt_d,
                                       amp=amp, disc_start=cfg.loss.disc_start)
         except NonFiniteLoss as err:
+            message = f"loss became {err.value} at step {step}"
+            if not world.main:
+                raise TrainingDiverged(f"{message} (rank 0 records it)") from None
             error = {"error": "non-finite loss", "step": step, "losses": err.logs, "run_id": rid}
-            raise diverged(out, error, f"loss became {err.value} at step {step}") from None
+            raise diverged(out, error, message) from None
         sched.step()
         step += 1
         wall += time.perf_counter() - started

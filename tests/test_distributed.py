@@ -14,7 +14,8 @@ reconstruction gap 2 ranks vs 1 process 1.4e-5 (vq-ema), 7.4e-5 (pq), 9.7e-6 (lc
 with both ranks on the same half batch 1.2–2.1: the tolerance is far from both.
 
 The PatchGAN's BatchNorm sees each rank's half batch (and the KL-VAE draws its noise per rank and step), so the GAN
-run compares the ranks with each other only. A SIGKILLed rank leaves a resumable run.
+run compares the ranks with each other only. A SIGKILLed rank leaves a resumable run; a NaN loss on one rank stops
+every rank at that step, and rank 0 records it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ RANKS_AGREE = {
 }
 
 
+NAN_AT = 1  # run "nan": rank 1's loss becomes NaN at this step, rank 0's stays finite
+
+
 def torchrun_env(**extra) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
     for name in distributed.ENV_VARIABLES:  # a test process must not look like a rank itself
@@ -71,9 +75,10 @@ def torchrun_env(**extra) -> dict:
 def ddp_runs(tmp_path_factory):
     """Every config trained on 2 gloo ranks (one torchrun launch) and in this process."""
     root = tmp_path_factory.mktemp("ddp")
-    configs = {**EQUAL, **RANKS_AGREE}
+    configs = {**EQUAL, **RANKS_AGREE, "nan": EQUAL["pq"]}
     spec = root / "spec.json"
-    spec.write_text(json.dumps({"out": str(root / "ddp"), "configs": {k: c.to_dict() for k, c in configs.items()}}))
+    spec.write_text(json.dumps({"out": str(root / "ddp"), "configs": {k: c.to_dict() for k, c in configs.items()},
+                                "nan_at": {"nan": {"rank": 1, "step": NAN_AT}}}))
     done = subprocess.run([*TORCHRUN, str(REPO / "tests" / "ddp_worker.py"), str(spec)], env=torchrun_env(),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -112,6 +117,15 @@ def test_ranks_hold_identical_weights(ddp_runs, name):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     ckpt = load_checkpoint(ddp_runs / "ddp" / name)
     assert all(torch.equal(ckpt["model"][k], rank0[k]) for k in rank0)  # rank 0 wrote what it trained
+
+
+def test_a_nan_on_one_rank_stops_every_rank_and_rank_0_records_it(ddp_runs):
+    out = ddp_runs / "ddp" / "nan"
+    for rank in (0, 1):
+        assert f"loss became nan at step {NAN_AT}" in (out / f"rank{rank}.error").read_text()
+    error = json.loads((out / "error.json").read_text())
+    assert error["error"] == "non-finite loss" and error["step"] == NAN_AT
+    assert not (out / "rank0.pt").exists() and not (out / "metrics.json").exists()
 
 
 def test_ranks_split_the_global_batch_as_distributed_sampler_does():

@@ -34,6 +34,12 @@ def test_the_run_id_names_the_kind_and_follows_results_fields_only():
     assert other_tokenizer.run_id != a.run_id
 
 
+def test_fp32_keeps_the_ids_recorded_before_gen_precision_existed():
+    assert _cfg().run_id == "gen-ar-d41a3ecf96" and _cfg(kind="diffusion", latent="pre").run_id == "gen-dit-445875596e"
+    assert _cfg(precision="bf16").run_id not in (_cfg().run_id, "gen-ar-d41a3ecf96")
+    assert GenConfig().precision == "fp32"  # never bf16 by default
+
+
 def test_params_and_dicts_round_trip():
     cfg = _cfg(kind="diffusion", cfg_scale=2.0, sample_steps=7)
     assert gen_from_params(gen_to_params(cfg)).run_id == cfg.run_id
@@ -56,6 +62,7 @@ def test_params_and_dicts_round_trip():
         ({"solver": "rk4"}, "gen.solver"),
         ({"lr": float("nan")}, "gen.lr"),
         ({"class_dropout": 1.0}, "gen.class_dropout"),
+        ({"precision": "fp16"}, r"gen\.precision='fp16'"),
     ],
 )
 def test_bad_fields_are_named(fields, match):

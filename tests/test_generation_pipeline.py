@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -94,6 +95,26 @@ def test_a_generation_run_records_its_metrics(pq_tokenizer, tmp_path, kind):
         assert metrics["top_k"] == 0 and metrics["temperature"] == 1.0  # the settings are recorded
     else:
         assert metrics["solver"] == "heun" and metrics["sample_steps"] == 2
+
+
+@pytest.mark.parametrize("kind", ["ar", "diffusion"])
+def test_bf16_trains_the_forward_in_bf16_and_keeps_fp32_weights(pq_tokenizer, tmp_path, kind):
+    """gen.precision=bf16: the loss moves off fp32's by bf16's rounding (autocast is on) but stays near it; weights,
+    gradients and AdamW stay fp32; a run id of its own."""
+    from pqstudy.cpu import emulated_bf16
+
+    cfg, run_dir = pq_tokenizer
+    fp32, bf16 = _gen(cfg, kind=kind, latent="pre"), _gen(cfg, kind=kind, latent="pre", precision="bf16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trained = train_generator(bf16, tmp_path / "bf16", run_dir, progress=False)
+    assert any("gen.precision='bf16'" in str(w.message) for w in caught) == emulated_bf16("cpu")
+    reference = train_generator(fp32, tmp_path / "fp32", run_dir, progress=False)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in trained.model.parameters())
+    loss = json.loads((tmp_path / "bf16" / "history.json").read_text())[0]["loss"]
+    loss_fp32 = json.loads((tmp_path / "fp32" / "history.json").read_text())[0]["loss"]
+    assert loss != loss_fp32 and loss == pytest.approx(loss_fp32, rel=0.05)
+    assert trained.summary["run_id"] == bf16.run_id != reference.summary["run_id"]
 
 
 def test_a_directory_without_a_tokenizer_fails_before_training(tmp_path):

@@ -82,10 +82,12 @@ def test_a_nan_loss_fails_naming_the_kind(gpu_check, monkeypatch, tmp_path):
 def test_bad_arguments_are_refused(gpu_check, capsys):
     assert gpu_check.main(["--kinds", "vq,nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert gpu_check.main(["--generators", "ar", "--gen-precisions", "fp16"]) == 2
+    assert "fp16" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["ar", "diffusion"])
-def test_generator_timing_trains_and_samples_on_random_codes(gpu_check, kind):
+@pytest.mark.parametrize("kind, precision", [("ar", "fp32"), ("diffusion", "fp32"), ("ar", "bf16")])
+def test_generator_timing_trains_and_samples_on_random_codes(gpu_check, kind, precision):
     # the default profile's generators (small) stand in for the paper's GPT-L / DiT-XL, which a CPU test cannot afford
     from pqstudy.generation.config import GenRunConfig
     from pqstudy.study.grids import grid_configs
@@ -93,6 +95,7 @@ def test_generator_timing_trains_and_samples_on_random_codes(gpu_check, kind):
     grid = {"ar": "gen-ar", "diffusion": "gen-diffusion"}[kind]
     cfg = next(c for c in grid_configs(grid, "default") if isinstance(c, GenRunConfig) and c.gen.kind == kind
                and c.tokenizer.model.kind == "quantized")
+    cfg.gen.precision = precision
     row = gpu_check.generator_throughput(cfg, "cpu", steps=1, warmup=0, batch_size=2)
     assert row["steps"] == 1 and row["seconds_per_step"] > 0 and row["sample_seconds_2"] >= 0
     codes = gpu_check.synthetic_codes(cfg, 3)

@@ -160,20 +160,20 @@ class _NanLoss(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.ones(3))
 
-    def loss(self, x, y, generator=None):
+    def loss(self, x, y, generator=None, share=(0, 1)):
         return (self.w * float("nan")).sum()
 
 
 def test_a_non_finite_step_raises_before_any_update():
     """generator_step (and train_step, through the tokenizer test above) refuse a NaN loss before the optimiser
     moves: the weights a checkpoint would hold are the last finite ones."""
-    from pqstudy.generation.train import generator_step
+    from pqstudy.generation.train import GeneratorLoss, generator_step
     from pqstudy.train import NonFiniteLoss
 
     model = _NanLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     with pytest.raises(NonFiniteLoss, match="nan") as err:
-        generator_step(model, opt, torch.zeros(2, 3), None, torch.Generator())
+        generator_step(GeneratorLoss(model), opt, torch.zeros(2, 3), None, torch.Generator())
     assert err.value.value != err.value.value  # the NaN itself, for the error record
     assert torch.equal(model.w.detach(), torch.ones(3)) and model.w.grad is None
 

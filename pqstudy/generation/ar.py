@@ -171,15 +171,17 @@ class TokenGPT(nn.Module):
         self._check_indices(x, "x")
         return self._logits(x, self._labels(y, x.shape[0]))
 
-    def loss(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None = None,
+             share: tuple[int, int] = draw.WHOLE) -> Tensor:
         """Mean NLL in nats per sub-token. In training mode each label becomes the null class with probability
-        ``class_dropout`` (drawn from ``generator``)."""
+        ``class_dropout`` (drawn from ``generator``; ``share=(rank, world_size)``: ``x`` is that rank's rows of a
+        data-parallel global batch, and the draws are its rows of the global batch's, :mod:`.draw`)."""
         self._check_indices(x, "x")
         y = self._labels(y, x.shape[0])
         if self.training and self.cfg.num_classes and self.cfg.class_dropout:
-            drop = draw.rand(y.shape[0], generator=generator, device=y.device) < self.cfg.class_dropout
+            drop = draw.rand(y.shape[0], generator=generator, device=y.device, share=share) < self.cfg.class_dropout
             y = torch.where(drop, self.cfg.null_class, y)
-        logits = self._logits(x, y)
+        logits = self._logits(x, y).float()  # the loss in fp32 under bf16 autocast (gen.precision)
         return F.cross_entropy(logits.reshape(-1, self.cfg.vocab_size), x.transpose(1, 2).reshape(-1))
 
     def nll(self, x: Tensor, y: Tensor | None) -> Tensor:

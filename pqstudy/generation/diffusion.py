@@ -266,7 +266,8 @@ class LatentDiT(nn.Module):
 
     # --- training ------------------------------------------------------------------------------------------------
 
-    def loss(self, x1: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, x1: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
+             share: tuple[int, int] = draw.WHOLE) -> Tensor:
         """The flow-matching loss of data latents ``x1`` (B, C, grid, grid) with labels ``y`` (B,): the mean squared
         error between ``v(x_t, t, y')`` and ``x1 − x0``, where ``x0 ~ N(0, I)``, ``t ~ U(0, 1)``,
         ``x_t = t·x1 + (1 − t)·x0``, and ``y'`` is ``y`` with each label replaced by the null class with probability
@@ -274,20 +275,22 @@ class LatentDiT(nn.Module):
 
         Every random number comes from ``generator`` (a CPU generator serves a GPU model too:
         :mod:`pqstudy.generation.draw`), in a fixed order (x0, t, dropout), so saving its state with the model and
-        optimiser makes a resumed run bitwise identical to an unbroken one.
+        optimiser makes a resumed run bitwise identical to an unbroken one. ``share=(rank, world_size)``: ``x1`` is
+        that rank's rows of a data-parallel global batch, and every draw is its rows of the global batch's
+        (:mod:`pqstudy.generation.draw`), so the ranks together draw what one process draws.
         """
         self.check_latents(x1, "x1")
         b = x1.shape[0]
         self.check_labels(y, b, allow_null=False)
-        x0 = draw.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        t = draw.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
+        x0 = draw.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype, share=share)
+        t = draw.rand(b, generator=generator, device=x1.device, dtype=x1.dtype, share=share)
         if y is not None:
-            drop = draw.rand(b, generator=generator, device=x1.device) < self.cfg.class_dropout
+            drop = draw.rand(b, generator=generator, device=x1.device, share=share) < self.cfg.class_dropout
             if self.training:
                 y = torch.where(drop, torch.full_like(y, self.null_class), y)
         tt = t[:, None, None, None]
         x_t = tt * x1 + (1 - tt) * x0
-        return F.mse_loss(self(x_t, t, y), x1 - x0)
+        return F.mse_loss(self(x_t, t, y).float(), x1 - x0)  # in fp32 under bf16 autocast (gen.precision)
 
     # --- sampling ------------------------------------------------------------------------------------------------
 

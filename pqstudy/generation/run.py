@@ -2,7 +2,8 @@
 
 What ``pqstudy generate`` and ``notebooks/generation.ipynb`` call: :func:`pqstudy.generation.train.train_generator`,
 then :func:`pqstudy.generation.evaluate.evaluate_generator`, then ``metrics.json`` in the run directory. A run stopped
-early (``stop_at``) is left resumable and has no metrics.
+early (``stop_at``) is left resumable and has no metrics. Under torchrun every rank trains and rank 0 alone evaluates
+(the others return their training summary).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def train_and_evaluate_generator(cfg: GenRunConfig, run_dir: str | os.PathLike, 
     run's summary)."""
     started = time.perf_counter()
     trained = train_generator(cfg, run_dir, tokenizer_dir, resume=resume, progress=progress, stop_at=stop_at)
-    if trained.interrupted:
+    if trained.interrupted or not trained.main:  # data-parallel: rank 0 evaluates, alone
         return trained.summary
     t0 = time.perf_counter()
     metrics = evaluate_generator(cfg, run_dir, tokenizer_dir, trained=trained)

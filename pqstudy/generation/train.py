@@ -7,10 +7,22 @@ whose state the checkpoint holds, so ``resume=True`` reaches bitwise the same we
 
 Diffusion latents are standardised per channel with the training split's mean and std (stored with the model):
 the flow model sees unit-variance latents whatever the tokenizer's scale.
+
+Data-parallel (``torchrun --nproc-per-node N -m pqstudy generate ...``; :mod:`pqstudy.distributed`), as the
+tokenizer's :mod:`pqstudy.train`: ``gen.batch_size`` is the global batch and each rank takes every N-th row of it;
+the generator runs in DistributedDataParallel (its loss is the wrapped module's forward, :class:`GeneratorLoss`).
+Every rank holds the same random generator and draws the whole global batch's noise, keeping its own rows
+(:mod:`pqstudy.generation.draw`), so N ranks train what one process trains on the same global batch, up to the float
+rounding of the gradient reduction, and a run resumes from any checkpoint on any world size. Each step's loss is
+averaged over the ranks before the update: the history is the global batch's, and a non-finite loss on any rank
+stops every rank, recorded by rank 0. Rank 0 extracts the codes first (the others then read its file; without a
+shared filesystem each node extracts its own), holds the run directory and evaluates.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,13 +30,17 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from pqstudy import distributed
 from pqstudy.cpu import flush_denormals, resolve_device
+from pqstudy.generation import draw
 from pqstudy.generation.ar import GPT_SIZES, GPTConfig, TokenGPT
 from pqstudy.generation.codes import Codes, check_tokenizer, load_codes, what_for
 from pqstudy.generation.config import GenRunConfig, validate_gen
 from pqstudy.generation.diffusion import DIT_SIZES, DiTConfig, LatentDiT
+from pqstudy.precision import training_autocast
 from pqstudy.runio import load_checkpoint, write_json
 from pqstudy.runio import save_checkpoint as write_checkpoint
 from pqstudy.runlock import locked
@@ -104,6 +120,20 @@ class TrainedGenerator:
     device: torch.device
     summary: dict
     interrupted: bool = False
+    main: bool = True  # False on data-parallel ranks other than 0: they leave evaluation and the files to rank 0
+
+
+class GeneratorLoss(nn.Module):
+    """A generator's training loss, ``model.loss(x, y, generator, share)``, as a module's ``forward``: what
+    DistributedDataParallel wraps (it synchronises the gradients of what runs through ``forward``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor | None, generator: torch.Generator,
+                share: tuple[int, int] = draw.WHOLE) -> Tensor:
+        return self.model.loss(x, y, generator=generator, share=share)
 
 
 def check_generation_run(cfg: GenRunConfig, tokenizer_dir: str | os.PathLike) -> None:
@@ -119,43 +149,64 @@ def check_generation_run(cfg: GenRunConfig, tokenizer_dir: str | os.PathLike) ->
                              f"tokenizer run {cfg.tokenizer_run_id}")
 
 
+def check_launch(cfg: GenRunConfig) -> tuple[distributed.World, torch.device]:
+    """This process's data-parallel world (torchrun's environment; one process without it) and device, checked
+    against ``gen.batch_size`` before any work (a ``DistributedError`` that says what to change)."""
+    return distributed.launch(cfg.gen.batch_size, resolve_device(cfg.gen.device), "gen.batch_size")
+
+
 def train_generator(cfg: GenRunConfig, out_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, *,
                     resume: bool = False, progress: bool = True, stop_at: int | None = None) -> TrainedGenerator:
     """Train the generator of ``cfg`` on the codes of the tokenizer in ``tokenizer_dir`` into ``out_dir``.
 
-    Bad input (config, tokenizer directory, image size) fails before ``out_dir`` is created. ``stop_at`` stops
-    after that many steps with a checkpoint; ``resume=True`` continues from ``out_dir/checkpoint.pt``."""
+    Bad input (config, tokenizer directory, image size, a data-parallel launch) fails before ``out_dir`` is
+    created. ``stop_at`` stops after that many steps with a checkpoint; ``resume=True`` continues from
+    ``out_dir/checkpoint.pt``. Under torchrun every rank calls this; rank 0 alone writes ``out_dir``."""
     check_generation_run(cfg, tokenizer_dir)
-    device = resolve_device(cfg.gen.device)
+    world, device = check_launch(cfg)
     flush_denormals()
-    codes = load_codes(tokenizer_dir, "train", what_for(cfg.gen.kind, cfg.gen.latent))
     out = Path(out_dir)
+    started = distributed.start(world, device)
+    with distributed.main_first(world):  # rank 0 extracts missing codes into the tokenizer's directory first
+        codes = load_codes(tokenizer_dir, "train", what_for(cfg.gen.kind, cfg.gen.latent))
+    if not world.main:
+        trained = _train(cfg, out, codes, device, world, resume=resume, progress=False, stop_at=stop_at)
+        distributed.stop(started)
+        return trained
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"run directory {out}"):
         try:
-            return _train(cfg, out, codes, device, resume=resume, progress=progress, stop_at=stop_at)
+            trained = _train(cfg, out, codes, device, world, resume=resume, progress=progress, stop_at=stop_at)
         except OSError as err:
             record_error(out, {"error": f"{type(err).__name__}: {err}", "run_id": cfg.run_id})
             raise
+    distributed.stop(started)
+    return trained
 
 
-def generator_step(model: nn.Module, opt, x: Tensor, y: Tensor | None, generator: torch.Generator) -> float:
-    """One training step of a generator on codes ``x`` and labels ``y`` (``model.loss``, drawing class dropout and
-    noise from ``generator``); the loss. Raises :class:`NonFiniteLoss` before the update when it is not finite; the
-    learning-rate schedule is the caller's."""
-    loss = model.loss(x, y, generator=generator)
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss(loss.item(), {})
+def generator_step(loss_of: nn.Module, opt, x: Tensor, y: Tensor | None, generator: torch.Generator,
+                   share: tuple[int, int] = draw.WHOLE, amp=contextlib.nullcontext) -> float:
+    """One training step on codes ``x`` and labels ``y``: the loss ``loss_of(x, y, generator, share)`` (a
+    :class:`GeneratorLoss`, or its DDP wrapper, drawing class dropout and noise from ``generator``) under ``amp()``
+    (``gen.precision``'s autocast), and the update. Returns the loss averaged over the data-parallel ranks (the
+    global batch's); raises :class:`NonFiniteLoss` on every rank, before the update, when it is not finite on any.
+    The learning-rate schedule is the caller's."""
+    with amp():
+        loss = loss_of(x, y, generator, share)
+    value = distributed.average_(loss.detach().double()).item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value, {})
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item()
+    return value
 
 
-def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, progress: bool,
-           stop_at: int | None) -> TrainedGenerator:
+def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, world: distributed.World, resume: bool,
+           progress: bool, stop_at: int | None) -> TrainedGenerator:
     g, rid = cfg.gen, cfg.run_id
-    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume)
+    ckpt = open_run_dir(out, rid, cfg.to_dict(), resume) if world.main else None
+    ckpt = distributed.broadcast_state(ckpt)  # rank 0's checkpoint on every rank
 
     if g.threads:
         torch.set_num_threads(g.threads)
@@ -175,10 +226,22 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
         rng.set_state(ckpt["rng"])
         step, wall, history, window = ckpt["step"], ckpt["wall_seconds"], ckpt["history"], ckpt["window"]
 
+    # Data-parallel: DDP broadcasts rank 0's weights and averages the gradients; nothing else differs between ranks
+    # (the buffers are constants, the random generator is in step everywhere)
+    loss_of = GeneratorLoss(model)
+    if world.parallel:
+        loss_of = DistributedDataParallel(loss_of, device_ids=[device.index] if device.type == "cuda" else None,
+                                          broadcast_buffers=False)
+    share = (world.rank, world.size)
+    amp = training_autocast(device, g.precision, "gen.precision")  # the forward in bf16 for gen.precision=bf16
+
     def save_checkpoint() -> None:
+        if not world.main:
+            return
         state = {"run_id": rid, "step": step, "wall_seconds": wall, "history": history, "window": window,
                  "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "rng": rng.get_state(), "scaler": None if scaler is None else scaler.state_dict()}
+                 "rng": rng.get_state(), "scaler": None if scaler is None else scaler.state_dict(),
+                 "world_size": world.size}
         write_checkpoint(out, state)
 
     last = min(g.steps, stop_at) if stop_at is not None else g.steps
@@ -186,14 +249,16 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
     model.train()
     while step < last:
         started = time.perf_counter()
-        idx = batch_indices(step, len(data), g.batch_size, g.seed)
+        idx = batch_indices(step, len(data), g.batch_size, g.seed, world.rank, world.size)
         x = data[idx].to(device)
         y = labels[idx].to(device) if labels is not None else None
         try:
-            value = generator_step(model, opt, x, y, rng)
+            value = generator_step(loss_of, opt, x, y, rng, share, amp)
         except NonFiniteLoss as err:
-            raise diverged(out, {"error": "non-finite loss", "step": step, "run_id": rid},
-                           f"loss became {err.value} at step {step}") from None
+            message = f"loss became {err.value} at step {step}"
+            if not world.main:
+                raise TrainingDiverged(f"{message} (rank 0 records it)") from None
+            raise diverged(out, {"error": "non-finite loss", "step": step, "run_id": rid}, message) from None
         sched.step()
         step += 1
         wall += time.perf_counter() - started
@@ -208,14 +273,17 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, resume: bool, pro
     bar.close()
     check_finite_weights(model, out, step, rid)
     save_checkpoint()
-    write_json(out / "history.json", history)
+    if world.main:
+        write_json(out / "history.json", history)
     summary = {"run_id": rid, "tokenizer_run_id": cfg.tokenizer_run_id, "steps": step,
                "train_seconds": round(wall, 3), "parameters": sum(p.numel() for p in model.parameters()),
                "train_codes": len(codes)}
+    if world.parallel:
+        summary["world_size"] = world.size
     interrupted = step < g.steps
     if interrupted:
         summary["interrupted"] = True
-    return TrainedGenerator(model.eval(), scaler, codes, device, summary, interrupted=interrupted)
+    return TrainedGenerator(model.eval(), scaler, codes, device, summary, interrupted=interrupted, main=world.main)
 
 
 def load_generator(run_dir: str | os.PathLike, cfg: GenRunConfig,
@@ -231,5 +299,5 @@ def load_generator(run_dir: str | os.PathLike, cfg: GenRunConfig,
     return model.eval(), scaler
 
 
-__all__ = ["BUILDERS", "Standardiser", "TrainedGenerator", "TrainingDiverged", "build_generator",
-           "check_generation_run", "generator_step", "load_generator", "train_generator"]
+__all__ = ["BUILDERS", "GeneratorLoss", "Standardiser", "TrainedGenerator", "TrainingDiverged", "build_generator",
+           "check_generation_run", "check_launch", "generator_step", "load_generator", "train_generator"]
