@@ -231,7 +231,7 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, world: distribute
     loss_of = GeneratorLoss(model)
     if world.parallel:
         loss_of = DistributedDataParallel(loss_of, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False)
+                                          forward_sync_buffers=False)
     share = (world.rank, world.size)
     amp = training_autocast(device, g.precision, "gen.precision")  # the forward in bf16 for gen.precision=bf16
 
