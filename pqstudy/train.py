@@ -235,13 +235,17 @@ def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
     return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
 
 
-def check_finite_weights(model: torch.nn.Module, out: Path, step: int, rid: str) -> None:
-    """Raise ``TrainingDiverged`` (and record ``error.json``) when any weight of ``model`` is NaN or infinite; the
-    check after every training loop, tokenizer and generator alike."""
+def check_finite_weights(model: torch.nn.Module, out: Path, step: int, rid: str, record: bool = True) -> None:
+    """Raise ``TrainingDiverged`` (and, when ``record``, write ``error.json``) when any weight of ``model`` is NaN or
+    infinite; the check after every training loop, tokenizer and generator alike. Data-parallel ranks other than 0
+    pass ``record=False``: their weights are rank 0's, which records it."""
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
+        message = f"the weights became non-finite at step {step} ({', '.join(bad[:3])})"
+        if not record:
+            raise TrainingDiverged(f"{message} (rank 0 records it)")
         error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
-        raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})")
+        raise diverged(out, error, message)
 
 
 def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.World, resume: bool, progress: bool,
@@ -362,7 +366,7 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
         bar.update(1)
         bar.set_postfix(loss=f"{logs['total']:.4f}", refresh=False)
     bar.close()
-    check_finite_weights(model, out, step, rid)
+    check_finite_weights(model, out, step, rid, record=world.main)
     save_checkpoint()
     if world.main:
         write_json(out / "history.json", history)

@@ -253,6 +253,21 @@ def test_divergence_on_the_last_step_fails_the_run(tmp_path, monkeypatch):
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_rank_other_than_0_leaves_the_divergence_record_to_rank_0(tmp_path):
+    from pqstudy.train import TrainingDiverged, check_finite_weights
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.bias.fill_(float("inf"))
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(TrainingDiverged, match="rank 0 records it"):
+        check_finite_weights(model, tmp_path, 3, "vq-x", record=False)
+    assert not (tmp_path / "error.json").exists() and (tmp_path / "metrics.json").exists()
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(bias\)"):
+        check_finite_weights(model, tmp_path, 3, "vq-x")
+    assert json.loads((tmp_path / "error.json").read_text())["parameters"] == ["bias"]
+
+
 def test_non_finite_evaluation_fails_the_run(tmp_path, monkeypatch):
     from pqstudy import train_eval
     from pqstudy.train import TrainingDiverged

@@ -271,7 +271,7 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, world: distribute
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     bar.close()
-    check_finite_weights(model, out, step, rid)
+    check_finite_weights(model, out, step, rid, record=world.main)
     save_checkpoint()
     if world.main:
         write_json(out / "history.json", history)
