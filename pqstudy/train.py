@@ -80,9 +80,7 @@ def train_step(x: torch.Tensor, step: int, *, forward, model, loss_fn: Autoencod
     with amp():
         out = forward(x)
         total, logs = loss_fn.generator_loss(x, out, step, model.last_layer())
-    value = distributed.average_(total.detach().double()).item()  # one process: total itself
-    if not math.isfinite(value):
-        raise NonFiniteLoss(value, logs)
+    finite_global_loss(total, logs)
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
@@ -116,6 +114,16 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     """The seed of a data-parallel rank's random draws (KL noise, dropout) at ``step``: a pure function, so a resumed
     run draws what the uninterrupted one did, and no two ranks draw the same noise."""
     return (seed * 1_000_003 + step) * 65_537 + rank + 1
+
+
+def finite_global_loss(loss: torch.Tensor, logs: dict | None = None) -> float:
+    """The step's loss averaged over the data-parallel ranks (one process: ``loss`` itself), as a float; raises
+    :class:`NonFiniteLoss` (with ``logs``) on every rank when it is not finite on any. A collective: every rank calls
+    it, before its backward."""
+    value = distributed.average_(loss.detach().double()).item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value, logs or {})
+    return value
 
 
 def global_window(logs: dict[str, float], counts: torch.Tensor | None) -> tuple[dict[str, float], torch.Tensor | None]:
@@ -228,8 +236,11 @@ def record_error(out: Path, error: dict) -> None:
         pass
 
 
-def diverged(out: Path, error: dict, message: str) -> TrainingDiverged:
-    """Record a diverged run (``error.json``, no metrics.json) and the exception to raise."""
+def diverged(out: Path, error: dict, message: str, record: bool = True) -> TrainingDiverged:
+    """Record a diverged run (``error.json``, no metrics.json) and the exception to raise. Data-parallel ranks other
+    than 0 pass ``record=False``: they stop on the same step, and rank 0 records it."""
+    if not record:
+        return TrainingDiverged(f"{message} (rank 0 records it)")
     record_error(out, error)
     (out / "metrics.json").unlink(missing_ok=True)
     return TrainingDiverged(f"{message}; details in {out / 'error.json'}")
@@ -241,11 +252,8 @@ def check_finite_weights(model: torch.nn.Module, out: Path, step: int, rid: str,
     pass ``record=False``: their weights are rank 0's, which records it."""
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        message = f"the weights became non-finite at step {step} ({', '.join(bad[:3])})"
-        if not record:
-            raise TrainingDiverged(f"{message} (rank 0 records it)")
         error = {"error": "non-finite weights", "step": step, "parameters": bad[:20], "run_id": rid}
-        raise diverged(out, error, message)
+        raise diverged(out, error, f"the weights became non-finite at step {step} ({', '.join(bad[:3])})", record)
 
 
 def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.World, resume: bool, progress: bool,
@@ -337,11 +345,8 @@ def _train(cfg: RunConfig, out: Path, train_set, device, world: distributed.Worl
             out_ae, logs = train_step(x, step, forward=forward, model=model, loss_fn=loss_fn, opt=opt, opt_d=opt_d,
                                       amp=amp, disc_start=cfg.loss.disc_start)
         except NonFiniteLoss as err:
-            message = f"loss became {err.value} at step {step}"
-            if not world.main:
-                raise TrainingDiverged(f"{message} (rank 0 records it)") from None
             error = {"error": "non-finite loss", "step": step, "losses": err.logs, "run_id": rid}
-            raise diverged(out, error, message) from None
+            raise diverged(out, error, f"loss became {err.value} at step {step}", world.main) from None
         sched.step()
         step += 1
         wall += time.perf_counter() - started

@@ -22,7 +22,6 @@ shared filesystem each node extracts its own), holds the run directory and evalu
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from pqstudy.train import (
     batch_indices,
     check_finite_weights,
     diverged,
+    finite_global_loss,
     lr_factor,
     open_run_dir,
     record_error,
@@ -193,9 +193,7 @@ def generator_step(loss_of: nn.Module, opt, x: Tensor, y: Tensor | None, generat
     The learning-rate schedule is the caller's."""
     with amp():
         loss = loss_of(x, y, generator, share)
-    value = distributed.average_(loss.detach().double()).item()
-    if not math.isfinite(value):
-        raise NonFiniteLoss(value, {})
+    value = finite_global_loss(loss)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -255,10 +253,8 @@ def _train(cfg: GenRunConfig, out: Path, codes: Codes, device, world: distribute
         try:
             value = generator_step(loss_of, opt, x, y, rng, share, amp)
         except NonFiniteLoss as err:
-            message = f"loss became {err.value} at step {step}"
-            if not world.main:
-                raise TrainingDiverged(f"{message} (rank 0 records it)") from None
-            raise diverged(out, {"error": "non-finite loss", "step": step, "run_id": rid}, message) from None
+            raise diverged(out, {"error": "non-finite loss", "step": step, "run_id": rid},
+                           f"loss became {err.value} at step {step}", world.main) from None
         sched.step()
         step += 1
         wall += time.perf_counter() - started
