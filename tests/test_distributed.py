@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_checks import TORCHRUN, assert_nan_recorded, assert_ranks_identical, run_worker, torchrun_env
 from torch.utils.data import DistributedSampler
 
 from pqstudy import distributed
@@ -38,9 +39,6 @@ from pqstudy.data import load_dataset, to_model_space
 from pqstudy.models.checkpoint import load_model
 from pqstudy.runio import CHECKPOINT, load_checkpoint
 from pqstudy.train import batch_indices, check_launch, train
-
-REPO = Path(__file__).resolve().parents[1]
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 def smoke(*overrides: str):
@@ -64,24 +62,13 @@ RANKS_AGREE = {
 NAN_AT = 1  # run "nan": rank 1's loss becomes NaN at this step, rank 0's stays finite
 
 
-def torchrun_env(**extra) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
-    for name in distributed.ENV_VARIABLES:  # a test process must not look like a rank itself
-        env.pop(name, None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     """Every config trained on 2 gloo ranks (one torchrun launch) and in this process."""
     root = tmp_path_factory.mktemp("ddp")
     configs = {**EQUAL, **RANKS_AGREE, "nan": EQUAL["pq"]}
-    spec = root / "spec.json"
-    spec.write_text(json.dumps({"out": str(root / "ddp"), "configs": {k: c.to_dict() for k, c in configs.items()},
-                                "nan_at": {"nan": {"rank": 1, "step": NAN_AT}}}))
-    done = subprocess.run([*TORCHRUN, str(REPO / "tests" / "ddp_worker.py"), str(spec)], env=torchrun_env(),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_worker(root, {"out": str(root / "ddp"), "configs": {k: c.to_dict() for k, c in configs.items()},
+                      "nan_at": {"nan": {"rank": 1, "step": NAN_AT}}})
     for name, cfg in EQUAL.items():
         train(cfg, root / "one" / name, progress=False)
     return root
@@ -112,20 +99,11 @@ def test_two_ranks_train_what_one_process_trains(ddp_runs, name):
 
 @pytest.mark.parametrize("name", sorted({**EQUAL, **RANKS_AGREE}))
 def test_ranks_hold_identical_weights(ddp_runs, name):
-    rank0 = torch.load(ddp_runs / "ddp" / name / "rank0.pt", weights_only=True)
-    rank1 = torch.load(ddp_runs / "ddp" / name / "rank1.pt", weights_only=True)
-    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    ckpt = load_checkpoint(ddp_runs / "ddp" / name)
-    assert all(torch.equal(ckpt["model"][k], rank0[k]) for k in rank0)  # rank 0 wrote what it trained
+    assert_ranks_identical(ddp_runs / "ddp" / name)
 
 
 def test_a_nan_on_one_rank_stops_every_rank_and_rank_0_records_it(ddp_runs):
-    out = ddp_runs / "ddp" / "nan"
-    for rank in (0, 1):
-        assert f"loss became nan at step {NAN_AT}" in (out / f"rank{rank}.error").read_text()
-    error = json.loads((out / "error.json").read_text())
-    assert error["error"] == "non-finite loss" and error["step"] == NAN_AT
-    assert not (out / "rank0.pt").exists() and not (out / "metrics.json").exists()
+    assert_nan_recorded(ddp_runs / "ddp" / "nan", NAN_AT)
 
 
 def test_ranks_split_the_global_batch_as_distributed_sampler_does():

@@ -14,13 +14,11 @@ under torchrun evaluates once, on rank 0.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from ddp_checks import TORCHRUN, assert_nan_recorded, assert_ranks_identical, run_worker, torchrun_env
 
 from pqstudy import distributed
 from pqstudy.config import apply_overrides, get_profile
@@ -32,8 +30,6 @@ from pqstudy.generation.train import train_generator
 from pqstudy.runio import load_checkpoint
 from pqstudy.train_eval import train_and_evaluate
 
-REPO = Path(__file__).resolve().parents[1]
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 TOKENIZER = {"train.steps": "3", "train.batch_size": "8", "data.train_limit": "48", "train.eval_limit": "16",
              "train.eval_metrics": "", "model.ch": "8", "model.z_channels": "8", "train.history_every": "0",
              "quantizer.kind": "pq", "quantizer.subspaces": "2", "quantizer.codebook_size": "16"}
@@ -45,13 +41,6 @@ GENERATORS = {
 }
 STOP_AT = 3  # the resumed run: 2 ranks train this many steps of "ar", one process the rest
 NAN_AT = 2  # the diverging run: rank 1's loss becomes NaN at this step, rank 0's stays finite
-
-
-def torchrun_env() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    for name in distributed.ENV_VARIABLES:  # a test process must not look like a rank itself
-        env.pop(name, None)
-    return env
 
 
 def gen_config(tokenizer, name: str) -> GenRunConfig:
@@ -70,12 +59,8 @@ def runs(tmp_path_factory):
                   for name in GENERATORS}
     generators["ar-stopped"] = {**generators["ar"], "stop_at": STOP_AT}
     generators["ar-nan"] = generators["ar"]
-    spec = root / "spec.json"
-    spec.write_text(json.dumps({"out": str(root / "ddp"), "generators": generators,
-                                "nan_at": {"ar-nan": {"rank": 1, "step": NAN_AT}}}))
-    done = subprocess.run([*TORCHRUN, str(REPO / "tests" / "ddp_worker.py"), str(spec)], env=torchrun_env(),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_worker(root, {"out": str(root / "ddp"), "generators": generators,
+                      "nan_at": {"ar-nan": {"rank": 1, "step": NAN_AT}}})
     one = {name: train_generator(gen_config(tokenizer, name), root / "one" / name, root / "tokenizer",
                                  progress=False) for name in GENERATORS}
     return root, tokenizer, one
@@ -97,12 +82,7 @@ def test_two_ranks_train_what_one_process_trains(runs, name):
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_ranks_hold_identical_weights(runs, name):
-    root, _, _ = runs
-    rank0 = torch.load(root / "ddp" / name / "rank0.pt", weights_only=True)
-    rank1 = torch.load(root / "ddp" / name / "rank1.pt", weights_only=True)
-    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    ckpt = load_checkpoint(root / "ddp" / name)
-    assert all(torch.equal(ckpt["model"][k], rank0[k]) for k in rank0)  # rank 0 wrote what it trained
+    assert_ranks_identical(runs[0] / "ddp" / name)
 
 
 def test_a_run_stopped_on_two_ranks_resumes_in_one_process(runs):
@@ -116,13 +96,7 @@ def test_a_run_stopped_on_two_ranks_resumes_in_one_process(runs):
 
 
 def test_a_nan_on_one_rank_stops_every_rank_and_rank_0_records_it(runs):
-    root, _, _ = runs
-    out = root / "ddp" / "ar-nan"
-    for rank in (0, 1):
-        assert f"loss became nan at step {NAN_AT}" in (out / f"rank{rank}.error").read_text()
-    error = json.loads((out / "error.json").read_text())
-    assert error["error"] == "non-finite loss" and error["step"] == NAN_AT
-    assert not (out / "rank0.pt").exists() and not (out / "metrics.json").exists()
+    assert_nan_recorded(runs[0] / "ddp" / "ar-nan", NAN_AT)
 
 
 @pytest.mark.parametrize("kind", ["ar", "diffusion"])

@@ -13,7 +13,7 @@ def test_both_precisions_are_timed_and_written(benchmark_module, tmp_path):
     assert sorted(zip(rows["kind"], rows["precision"], strict=True)) == [
         ("ar", "bf16"), ("ar", "fp32"), ("diffusion", "bf16"), ("diffusion", "fp32")]
     assert (rows["seconds_per_step"] > 0).all() and rows["cpu"].notna().all() and (rows["parameters"] > 0).all()
-    assert bench.study_generator("diffusion").tokenizer.quantizer.kind == "pq"
+    assert bench.gpu_check.generator_config("diffusion", "default").tokenizer.quantizer.kind == "pq"
 
 
 def test_bad_arguments_are_refused(benchmark_module, capsys):
