@@ -27,19 +27,9 @@ import gpu_check  # noqa: E402
 from timing import cpu_name, machine_load  # noqa: E402
 
 from pqstudy.cpu import native_bf16  # noqa: E402
-from pqstudy.generation.config import GenRunConfig  # noqa: E402
-from pqstudy.study.grids import grid_configs  # noqa: E402
 
 OUT = Path("results/benchmarks/gen_throughput.csv")
 PRECISIONS = ("fp32", "bf16")
-
-
-def study_generator(kind: str) -> GenRunConfig:
-    """The default profile's generator of ``kind`` on a PQ tokenizer, as the study trains it."""
-    grid = {"ar": "gen-ar", "diffusion": "gen-diffusion"}[kind]
-    gens = [c for c in grid_configs(grid, "default") if isinstance(c, GenRunConfig) and c.gen.kind == kind
-            and c.tokenizer.model.kind == "quantized"]
-    return next((c for c in gens if c.tokenizer.quantizer.kind == "pq"), gens[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     before = machine_load()
     rows = []
     for kind in ("ar", "diffusion"):
-        cfg = study_generator(kind)
+        cfg = gpu_check.generator_config(kind, "default")
         seconds = {p: [] for p in PRECISIONS}
         for _ in range(args.repeats):
             for precision in PRECISIONS:

@@ -221,14 +221,15 @@ def throughput(cfg, device, steps: int = 200, warmup: int = 10, kind: str = "", 
 IMAGENET_CLASSES = 1000
 
 
-def generator_config(kind: str):
-    """The paper profile's headline generator of ``kind`` (ar: the gen-ar grid's first, a GPT-L prior; diffusion:
-    gen-diffusion's PQ one, a DiT-XL/2), as the study runs it."""
+def generator_config(kind: str, profile: str = "paper"):
+    """``profile``'s generator of ``kind`` on a PQ tokenizer, as the study runs it (the gen-ar grid's AR prior, the
+    gen-diffusion grid's flow DiT; the first on a quantised tokenizer where none is PQ). Paper profile: a GPT-L prior,
+    a DiT-XL/2."""
     from pqstudy.generation.config import GenRunConfig
     from pqstudy.study.grids import grid_configs
 
     grid = {"ar": "gen-ar", "diffusion": "gen-diffusion"}[kind]
-    gens = [c for c in grid_configs(grid, "paper") if isinstance(c, GenRunConfig) and c.gen.kind == kind
+    gens = [c for c in grid_configs(grid, profile) if isinstance(c, GenRunConfig) and c.gen.kind == kind
             and c.tokenizer.model.kind == "quantized"]
     return next((c for c in gens if c.tokenizer.quantizer.kind == "pq"), gens[0])
 
