@@ -16,8 +16,8 @@ import os
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
+from timing import write_rows
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import DataConfig
@@ -73,11 +73,7 @@ def main() -> None:
                      "seconds_per_image": round(computed_seconds / computed_images, 4) if computed_images else None,
                      "date": time.strftime("%Y-%m-%d")})
         print(rows[-1])
-    frame = pd.DataFrame(rows)
-    if OUT.exists():
-        frame = pd.concat([pd.read_csv(OUT), frame], ignore_index=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(OUT, index=False)
+    write_rows(rows, OUT, append=True)
     print(f"→ {OUT}")
 
 

@@ -21,11 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import cpu_name  # noqa: E402
+from timing import cpu_name, write_rows  # noqa: E402
 
 from pqstudy.cpu import native_bf16  # noqa: E402
 from pqstudy.generation.config import GenRunConfig, apply_gen_overrides, gen_from_dict  # noqa: E402
@@ -91,13 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     stamp = {"cpu": cpu_name(), "native_bf16": native_bf16(), "torch": torch.__version__,
              "date": datetime.date.today().isoformat()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([{**row, **stamp} for row in rows])
-    if args.append and out.exists():
-        table = pd.concat([pd.read_csv(out), table], ignore_index=True)
-    table.to_csv(out, index=False)
-    print(f"wrote {out}")
+    write_rows([{**row, **stamp} for row in rows], args.out, args.append)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -18,18 +18,17 @@ import statistics
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check  # noqa: E402
-from timing import cpu_name, machine_load  # noqa: E402
+from timing import cpu_name, machine_load, write_rows  # noqa: E402
 
+from pqstudy.config import PRECISIONS  # noqa: E402
 from pqstudy.cpu import native_bf16  # noqa: E402
 
 OUT = Path("results/benchmarks/gen_throughput.csv")
-PRECISIONS = ("fp32", "bf16")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = {"cpu": cpu_name(), "native_bf16": native_bf16(), "loadavg_before": before["loadavg_1min"],
              "loadavg_after": after["loadavg_1min"], "torch": torch.__version__,
              "date": datetime.date.today().isoformat()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{**row, **stamp} for row in rows]).to_csv(out, index=False)
-    print(f"wrote {out}")
+    write_rows([{**row, **stamp} for row in rows], args.out)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -46,7 +46,7 @@ import torch
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.codebooks import codebook_for
-from pqstudy.config import apply_overrides, get_profile
+from pqstudy.config import PRECISIONS, apply_overrides, get_profile
 from pqstudy.cpu import device_name, memory_format
 from pqstudy.data.dataset import ImageDataset
 from pqstudy.losses import AutoencoderLoss
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_precisions = [k for k in args.gen_precisions.split(",") if k]
     bad = ([k for k in kinds + compare_kinds if k not in KINDS] + [k for k in extras if k not in EXTRAS]
            + [k for k in generators if k not in ("ar", "diffusion")]
-           + [k for k in gen_precisions if k not in ("fp32", "bf16")])
+           + [k for k in gen_precisions if k not in PRECISIONS])
     if bad or args.steps < 1 or args.warmup < 0 or args.compare_steps < 0:
         print(f"gpu-check: bad arguments: {bad} (kinds: {list(KINDS)}, extras: {list(EXTRAS)}, generators: ar, "
               f"diffusion, gen precisions: fp32, bf16), --steps={args.steps} (>= 1), "

@@ -20,8 +20,8 @@ import os
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
+from timing import write_rows
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import DataConfig
@@ -82,11 +82,7 @@ def main() -> None:
         }  # fmt: skip
         records.append(record)
         print(" ".join(f"{k}={v}" for k, v in record.items()))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(records)
-    if OUT.exists():
-        frame = pd.concat([pd.read_csv(OUT), frame], ignore_index=True)
-    frame.to_csv(OUT, index=False)
+    write_rows(records, OUT, append=True)
     print(f"→ {OUT}")
 
 

@@ -1,8 +1,9 @@
-"""What the benchmarks share: alternating timing, the CPU's name, the machine's load, a competing busy process.
+"""What the benchmarks share: alternating timing, the CPU's name, the machine's load, a competing busy process, and
+writing their result rows.
 
 Import it from a benchmark run as a script (``python benchmarks/x.py`` puts ``benchmarks/`` on ``sys.path``)::
 
-    from timing import cpu_name, machine_load, start_burner, time_alternating
+    from timing import cpu_name, machine_load, start_burner, time_alternating, write_rows
 """
 
 from __future__ import annotations
@@ -79,3 +80,15 @@ def start_burner() -> subprocess.Popen:
     if burner.poll() is not None:
         raise RuntimeError(f"the busy-loop process exited with code {burner.returncode}")
     return burner
+
+
+def write_rows(rows: list[dict], out: str | Path, append: bool = False) -> None:
+    """Write ``rows`` as the CSV ``out`` (its folder made); with ``append``, after the rows already there."""
+    import pandas as pd
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows)
+    if append and out.exists():
+        table = pd.concat([pd.read_csv(out), table], ignore_index=True)
+    table.to_csv(out, index=False)

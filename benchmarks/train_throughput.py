@@ -19,10 +19,9 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
-import pandas as pd
 import torch
+from timing import write_rows
 
 import pqstudy  # noqa: F401  (applies the torchvision shim)
 from pqstudy.config import apply_overrides, get_profile, validate
@@ -149,11 +148,7 @@ def main() -> None:
                   f"{row['parameters']:>9,d} params "
                   f"{row['seconds_per_step_median']:.3f} s/step (x{row['speedup_vs_nchw']:.2f}) "
                   f"{row['images_per_second']:8.1f} images/s, load {row['loadavg_1min_after']:.2f}", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows)
-    if args.append and Path(args.out).exists():
-        table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
-    table.to_csv(args.out, index=False)
+    write_rows(rows, args.out, args.append)
     print(f"wrote {args.out}")
 
 
