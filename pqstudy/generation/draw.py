@@ -25,30 +25,29 @@ def _source(generator: torch.Generator | None, device) -> torch.device:
     return generator.device if generator is not None else torch.device(device)
 
 
-def _global(shape, share: tuple[int, int]) -> tuple[int, ...]:
+def _share_of(draw, shape, generator: torch.Generator | None, device, dtype, share: tuple[int, int]) -> Tensor:
+    """``draw`` (torch.randn / torch.rand) of the global batch's shape from ``generator`` on its device; this rank's
+    rows of it (every ``world_size``-th from ``rank``; ``shape[0]`` is the rank's rows), on ``device``."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     rank, size = share
     if not 0 <= rank < size:
         raise ValueError(f"share={share}: expected (rank, world_size) with 0 <= rank < world_size")
-    return (shape[0] * size, *shape[1:])
+    out = draw((shape[0] * size, *shape[1:]), generator=generator, device=_source(generator, device), dtype=dtype)
+    return out[rank::size].contiguous().to(device)
 
 
 def randn(shape, *, generator: torch.Generator | None, device, dtype: torch.dtype | None = None,
           share: tuple[int, int] = WHOLE) -> Tensor:
     """``torch.randn(shape)`` drawn from ``generator`` (on its device), returned on ``device``; with ``share``, this
     rank's rows of the global batch's draw (``shape[0]`` is the rank's rows)."""
-    rank, size = share
-    out = torch.randn(_global(shape, share), generator=generator, device=_source(generator, device), dtype=dtype)
-    return out[rank::size].contiguous().to(device)
+    return _share_of(torch.randn, shape, generator, device, dtype, share)
 
 
 def rand(shape, *, generator: torch.Generator | None, device, dtype: torch.dtype | None = None,
          share: tuple[int, int] = WHOLE) -> Tensor:
     """``torch.rand(shape)`` drawn from ``generator`` (on its device), returned on ``device``; ``share`` as in
     :func:`randn`."""
-    rank, size = share
-    out = torch.rand(_global(shape, share), generator=generator, device=_source(generator, device), dtype=dtype)
-    return out[rank::size].contiguous().to(device)
+    return _share_of(torch.rand, shape, generator, device, dtype, share)
 
 
 def multinomial(probs: Tensor, *, generator: torch.Generator | None) -> Tensor:
