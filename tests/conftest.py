@@ -106,13 +106,27 @@ SLOW_FILES = ("test_study.py", "test_runner.py", "test_train.py", "test_weights_
               "test_notebooks.py", "test_quantizer_family.py", "test_figures.py")
 
 
+# The files whose outcome rests on float rounding: trainings judged by a threshold or against another process or a
+# recorded reference, code searches that near ties could flip. `.ci/run` runs them (`pytest -m numerics`, about 1 min)
+# a second time one instruction-set level below the machine's own (tests/isa.py), so a test that passes only on the
+# CPU it was written on fails before it lands.
+NUMERICS_FILES = ("test_behaviour.py", "test_classifier.py", "test_distributed.py", "test_distributed_generation.py",
+                  "test_train.py", "test_generation_ar.py", "test_generation_diffusion.py", "test_losses.py",
+                  "test_quantizers.py", "test_quantizer_family.py", "test_nearest_code.py", "test_pq_batched.py",
+                  "test_metrics_image.py", "test_sample_quality.py")
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: the rest keep their order
+    for item in items:
+        if item.path.name in NUMERICS_FILES:
+            item.add_marker(pytest.mark.numerics)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_weights: uses the networks installed by `pqstudy weights install`")
+    config.addinivalue_line("markers", "numerics: rests on float rounding; CI runs it again at another instruction set")
 
 
 @pytest.fixture(autouse=True)
