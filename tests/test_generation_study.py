@@ -117,9 +117,11 @@ def test_two_configurations_at_one_point_are_not_seeds():
 
 
 @pytest.mark.parametrize(("fine", "coarse", "cost", "status"), [
-    (10.0, 11.0, 0.3e9, "reproduced"),  # close, a quarter of the FLOPs
+    (10.0, 11.0, 0.3e9, "reproduced"),  # close (bound 10 + 0.41 + 0.1 · 9.59 = 11.37), a quarter of the FLOPs
     (10.0, 20.0, 0.3e9, "not reproduced"),  # far worse
     (10.0, 11.0, 0.9e9, "inconclusive"),  # close but not cheaper
+    (33.4, 31.1, 0.3e9, "reproduced"),  # the study's outcome: the coarser is better
+    (33.4, 38.0, 0.3e9, "not reproduced"),  # 4.6 worse: beyond 33.4 + 0.41 + 0.1 · 32.99 = 37.11 (25% allowed 41.75)
 ])
 def test_pq_diffusion_coarse_verdict(fine, coarse, cost, status):
     rows = []
@@ -128,7 +130,9 @@ def test_pq_diffusion_coarse_verdict(fine, coarse, cost, status):
                  _gen_row(f"c{seed}", "pq", 256, coarse + off, kind="diffusion", ch_mult="(1, 2, 2, 2)", flops=cost,
                           **{"gen.seed": seed})]
     df = pd.DataFrame([*rows, _gen_row("v", "vq", 1024, 5.0, kind="diffusion")])
-    assert CLAIMS["pq-diffusion-coarse"](df).status == status
+    verdict = CLAIMS["pq-diffusion-coarse"](df)
+    assert verdict.status == status
+    assert verdict.numbers["close_bound"] == pytest.approx(fine + 0.41 + 0.1 * (fine - 0.41))
     one = CLAIMS["pq-diffusion-coarse"](df[df["run_id"].isin(["f0", "c0", "v"])])
     assert one.status == "inconclusive" and f"this reads {status}" in one.evidence
 

@@ -22,7 +22,7 @@ from pqstudy.study.report import study_verdicts, write_report
 from pqstudy.study.store import record_run, runs_dataframe, samples_path
 from pqstudy.study.tables import grid_table, markdown_table
 from pqstudy.study.verdicts import CLAIM_TEXT, CLAIMS, SCOPE, all_verdicts, claim
-from pqstudy.study.verdicts.compare import fmt, fmt_diff, fmt_margin
+from pqstudy.study.verdicts.compare import Point, fmt, fmt_diff, fmt_margin, margin, pooled_sd
 
 PROFILE = "default"
 REASON = "not requested (train.eval_metrics)"
@@ -329,6 +329,21 @@ def test_margin_is_two_standard_errors_of_the_in_grid_seeds(world_df):
     m = CLAIMS["pq-beats-vq"](wide).numbers["psnr"]["D=8"]["margin"]
     values = np.array([0.0, 0.05, 1.1])
     assert m == pytest.approx(2 * values.std(ddof=1) * math.sqrt(2 / 3))
+
+
+def test_each_point_counts_once_in_the_pooled_spread(world_df):
+    a, b, c = Point(20.0, 19.0, 21.0, 3, 1.0), Point(21.0, 20.0, 22.0, 3, 2.0), Point(22.0, 21.0, 23.0, 2, 3.0)
+    s = math.sqrt((2 * 1.0**2 + 2 * 2.0**2 + 1 * 3.0**2) / 5)  # each point's (n - 1) · sd², over 2 + 2 + 1
+    assert pooled_sd(a, b, a, b, c) == pytest.approx(s)
+    assert margin("psnr", a, b, a, b, c) == pytest.approx(2 * s * math.sqrt(1 / 3 + 1 / 3))
+    # the init claim passes its compared arms again among all its arms: k-means' seeds spread wider here
+    df = world_df.copy()
+    grid = _in_grid(df, "lc-init")
+    df = _add(df, grid & (df["quantizer.lc_init"] == "kmeans") & (df["train.seed"] == 2), "psnr", 0.3)
+    kmeans = np.array([0.0, 0.05, 0.4])  # seeds 0, 1, 2: 0.05 dB apart, then the 0.3 added
+    s = math.sqrt((2 * kmeans.var(ddof=1) + 2 * 0.05**2 + 2 * 0.05**2) / 6)  # kmeans, select, uniform once each
+    numbers = CLAIMS["lc-init-order"](df).numbers["psnr"]
+    assert numbers["kmeans-uniform"]["margin"] == pytest.approx(2 * s * math.sqrt(2 / 3))
 
 
 def test_noise_in_one_grid_does_not_move_another_grids_verdict(world_df):

@@ -59,8 +59,9 @@ def points(runs, by, metric: str) -> dict:
 
 
 def pooled_sd(*pts: Point) -> float | None:
-    """The pooled standard deviation over seeds of the points with ≥ 2 seeds; None when none has."""
-    seeded = [p for p in pts if p.n >= 2]
+    """The pooled standard deviation over seeds of the points with ≥ 2 seeds; None when none has. Each point counts
+    once however often it is passed (a claim passes its compared pair again among all its points)."""
+    seeded = [p for p in {id(p): p for p in pts}.values() if p.n >= 2]
     if not seeded:
         return None
     dof = sum(p.n - 1 for p in seeded)

@@ -8,9 +8,10 @@ count, what two sets of real images already differ by (the larger of the compare
 point there is no training-seed spread to judge by, so the verdict is inconclusive; the evidence still gives what the
 single seed reads against the sampling floor alone, and what would settle it (``gen.seed`` 1 of those points).
 
-Thresholds: ``CLOSE_FRACTION`` = 0.25: "comes close" means the coarser tokenizer's FD is at most 25% above the finer
-one's (or within the margin); ``COST_FRACTION`` = 0.5: "at a fraction of the cost" means at most half the generator's
-FLOPs per sample.
+Thresholds: ``CLOSE_FRACTION`` = 0.1: "comes close" means the coarser tokenizer's FD is at most the finer one's plus the
+margin plus 10% of the finer one's distance above the sampling floor (its FD less the floor: how far its samples are
+from real images beyond what two real sets differ by); ``COST_FRACTION`` = 0.5: "at a fraction of the cost" means at
+most half the generator's FLOPs per sample.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pqstudy.study.verdicts.compare import margin as pair_margin
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
 METRIC = "fd_classifier"
-CLOSE_FRACTION = 0.25
+CLOSE_FRACTION = 0.1
 COST_FRACTION = 0.5
 
 
@@ -156,8 +157,9 @@ def _and(items) -> str:
           "small CIFAR classifier's feature space.",
 )
 def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
-    """+1: the coarser PQ's FD ≤ the finer's × (1 + ``CLOSE_FRACTION``) (or within the margin) and its generator
-    FLOPs per sample ≤ ``COST_FRACTION`` × the finer's; −1: its FD above both bounds; else inconclusive."""
+    """+1: the coarser PQ's FD ≤ the finer's + the margin + ``CLOSE_FRACTION`` × (the finer's FD − the sampling floor)
+    and its generator FLOPs per sample ≤ ``COST_FRACTION`` × the finer's; −1: its FD above that bound; else
+    inconclusive."""
     gens = generation_rows(runs)
     gens = gens[(gens["gen.kind"] == "diffusion") & (method_of(gens) == "pq")] if len(gens) else gens
     if len(gens) < 2:
@@ -177,14 +179,17 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
     cost = {lv: numeric(pair[pair["_levels"] == lv], "generate_flops_per_sample").mean() for lv in (fine_l, coarse_l)}
     margin, seeds = _seed_margin(floor, [pts[fine_l], pts[coarse_l]])
     judge_by = floor if margin is None else margin
-    bound = max(fd_fine * (1 + CLOSE_FRACTION), fd_fine + judge_by)
+    tolerance = CLOSE_FRACTION * max(0.0, fd_fine - floor)
+    bound = fd_fine + judge_by + tolerance
     ratio = cost[coarse_l] / cost[fine_l] if cost[fine_l] else float("nan")
     evidence = (f"FD (cls) finer PQ {fmt_point(pts[fine_l], METRIC)}, coarser PQ (4× fewer positions) "
-                f"{fmt_point(pts[coarse_l], METRIC)} (close if ≤ {bound:.2f}); generator FLOPs per sample "
+                f"{fmt_point(pts[coarse_l], METRIC)} (close if ≤ {bound:.2f}: the finer's FD + margin {judge_by:.2f} + "
+                f"{CLOSE_FRACTION:.0%} of its {fd_fine - floor:.2f} above the sampling floor); "
+                f"generator FLOPs per sample "
                 f"{cost[coarse_l] / 1e9:.3g} vs {cost[fine_l] / 1e9:.3g} G ({ratio:.2f}×); "
                 + _margin_note(margin, floor, [pts[fine_l], pts[coarse_l]]))
     numbers = {"fd_fine": fd_fine, "fd_coarse": fd_coarse, "cost_ratio": ratio, "margin": margin,
-               "sampling_floor": floor}
+               "sampling_floor": floor, "close_bound": bound}
     if fd_coarse <= bound and ratio <= COST_FRACTION:
         reading = REPRODUCED
     elif fd_coarse > bound:
