@@ -137,6 +137,32 @@ def test_pq_diffusion_coarse_verdict(fine, coarse, cost, status):
     assert one.status == "inconclusive" and f"this reads {status}" in one.evidence
 
 
+@pytest.mark.parametrize(("accuracy", "status"), [
+    (0.30, "reproduced"),  # far above chance
+    (0.13, "reproduced"),  # above 0.1 + 3 · sqrt(0.09 / 1,000) = 0.1285 (2 seeds × 500 samples)
+    (0.12, "inconclusive"),  # within 3 standard errors of chance
+    (0.10, "inconclusive"),  # chance
+])
+def test_generation_verdicts_need_recognisable_samples(accuracy, status):
+    def rows(**acc):
+        return pd.DataFrame([{**r, "data.name": "cifar10", "samples": 500, "recon_class_accuracy": 0.25,
+                              "real_class_accuracy": 0.88, "class_accuracy": acc.get(r["run_id"][0], accuracy)}
+                             for r in _lc_rows(10.0, 14.0, 13.0).to_dict("records")])
+
+    verdict = CLAIMS["lc-generation"](rows())
+    assert verdict.status == status
+    assert f"LC {100 * accuracy:.1f}% / 25.0% / 88.0%" in verdict.evidence
+    assert verdict.numbers["recognisable_above"]["lc"] == pytest.approx(0.1 + 3 * (0.09 / 1000) ** 0.5)
+    if status == "inconclusive":
+        assert "the FDs read reproduced, but the classifier cannot tell the samples of LC" in verdict.evidence
+    # one compared generator at chance is enough: VQ-EMA's (run ids c*) samples
+    assert CLAIMS["lc-generation"](rows(c=0.1)).status == "inconclusive"
+    # unlabelled or unknown data: the gate is not applied, and the evidence says so
+    unknown = rows().assign(**{"data.name": "folder:mine"})
+    assert CLAIMS["lc-generation"](unknown).status == "reproduced"
+    assert "class accuracy of the samples not judged" in CLAIMS["lc-generation"](unknown).evidence
+
+
 def test_generation_verdicts_without_runs_are_inconclusive():
     empty = pd.DataFrame([_gen_row("a", "lc", 16384, 10.0)])
     assert CLAIMS["lc-generation"](empty).status == "inconclusive"

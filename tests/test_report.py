@@ -80,7 +80,8 @@ def generation_world(cfg: GenRunConfig) -> dict:
     return {"steps": cfg.gen.steps, "fd_classifier": fd, "real_fd_classifier": 0.5, "recon_fd_classifier": fd / 3,
             "generate_flops_per_sample": 0.25e9 if coarse else 1e9, "generate_seconds_per_sample": 0.01,
             "kid_classifier": fd / 100, "precision": 0.6, "recall": 0.5, "samples": cfg.gen.samples,
-            "classifier_test_accuracy": 0.83, "train_seconds": 20.0}
+            "classifier_test_accuracy": 0.83, "class_accuracy": 0.6, "recon_class_accuracy": 0.7,
+            "real_class_accuracy": 0.85, "train_seconds": 20.0}
 
 
 def _history(util: float | None, steps: int) -> list[dict]:

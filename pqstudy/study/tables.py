@@ -160,6 +160,8 @@ GEN_METRICS = {  # name → (header, formatter)
     "density": ("density", lambda v: f"{v:.3f}"),
     "coverage": ("coverage", lambda v: f"{v:.3f}"),
     "class_accuracy": ("class acc.", lambda v: f"{100 * v:.1f}%"),
+    "recon_class_accuracy": ("recon class acc.", lambda v: f"{100 * v:.1f}%"),
+    "real_class_accuracy": ("real class acc.", lambda v: f"{100 * v:.1f}%"),
     "fid_inception": ("FID (Inception)", lambda v: f"{v:.2f}"),
     "generate_seconds_per_sample": ("gen ms/sample", lambda v: f"{1000 * v:.1f}"),
     "generate_flops_per_sample": ("gen GFLOP/sample", lambda v: f"{v / 1e9:.3g}"),

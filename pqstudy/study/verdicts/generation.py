@@ -8,6 +8,13 @@ count, what two sets of real images already differ by (the larger of the compare
 point there is no training-seed spread to judge by, so the verdict is inconclusive; the evidence still gives what the
 single seed reads against the sampling floor alone, and what would settle it (``gen.seed`` 1 of those points).
 
+**Recognisable samples.** FD in the study classifier's feature space says something about a generator only where
+that classifier can tell its samples apart. A compared point's samples are *recognisable* when the classifier's
+accuracy on them (their labels are the classes they were asked for), pooled over the point's seeds, exceeds chance
+(1 / classes) by ``CHANCE_SE`` binomial standard errors at chance (0.1 ± 3 · 0.0077 = 12.3% for 3 seeds × 500
+samples of CIFAR-10's 10 classes). A claim with a compared point that is not is inconclusive, whatever its FDs read;
+the evidence gives the accuracy on samples, on the tokenizers' reconstructions and on real test images.
+
 Thresholds: ``CLOSE_FRACTION`` = 0.1: "comes close" means the coarser tokenizer's FD is at most the finer one's plus the
 margin plus 10% of the finer one's distance above the sampling floor (its FD less the floor: how far its samples are
 from real images beyond what two real sets differ by); ``COST_FRACTION`` = 0.5: "at a fraction of the cost" means at
@@ -16,6 +23,7 @@ most half the generator's FLOPs per sample.
 
 from __future__ import annotations
 
+from pqstudy.data.cifar10 import CIFAR_CLASSES
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
 from pqstudy.study.tables import generation_rows, levels_of
@@ -24,6 +32,8 @@ from pqstudy.study.verdicts.compare import margin as pair_margin
 from pqstudy.study.verdicts.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, claim
 
 METRIC = "fd_classifier"
+CHANCE_SE = 3.0
+CLASSES = {"cifar10": CIFAR_CLASSES}  # classes of the labelled datasets generators are trained on
 CLOSE_FRACTION = 0.1
 COST_FRACTION = 0.5
 
@@ -64,12 +74,42 @@ def _margin_note(margin: float | None, floor: float, pts: list[Point]) -> str:
             f"s = {s:.2f} pooled over the compared points)")
 
 
+def recognisable(frame, by: str, names: dict) -> tuple[list[str], str, dict]:
+    """Which compared points of ``frame`` (grouped by ``by``; ``names``: key → label) have samples the classifier
+    cannot tell from chance (see the module docstring), the evidence line and its numbers. Without class accuracies
+    or a known class count, none is judged unrecognisable and the line says so."""
+    classes = CLASSES.get(str(frame["data.name"].iloc[0])) if "data.name" in frame and len(frame) else None
+    acc = points(frame, by, "class_accuracy")
+    if classes is None or not set(names) <= set(acc):
+        return [], "class accuracy of the samples not judged (no class accuracy or class count recorded)", {}
+    chance = 1 / classes
+    recon, real = points(frame, by, "recon_class_accuracy"), points(frame, by, "real_class_accuracy")
+    samples = numeric(frame, "samples").groupby(frame[by]).sum()  # samples over a point's seeds
+    threshold = {k: chance + CHANCE_SE * (chance * (1 - chance) / samples[k]) ** 0.5 for k in names}
+    failing = [k for k in names if acc[k].mean <= threshold[k]]
+
+    def pct(pts, k) -> str:
+        return f"{100 * pts[k].mean:.1f}%" if k in pts else "n/a"
+
+    line = ("class accuracy of samples / reconstructions / real test images: "
+            + ", ".join(f"{names[k]} {pct(acc, k)} / {pct(recon, k)} / {pct(real, k)}" for k in names)
+            + f" (recognisable above {100 * min(threshold.values()):.1f}%: chance {100 * chance:.0f}% + "
+              f"{CHANCE_SE:g} standard errors)")
+    numbers = {"class_accuracy": {k: acc[k].mean for k in names}, "recognisable_above": threshold}
+    return failing, line, numbers
+
+
 def _settled(c: Claim, reading: str, evidence: str, numbers: dict, seeds: str, margin: float | None,
-             reason: str = "") -> Verdict:
-    """The verdict: ``reading`` when the margin has seeds behind it, else inconclusive with the reading given."""
+             reason: str = "", unrecognisable: tuple[str, ...] = ()) -> Verdict:
+    """The verdict: ``reading`` when the margin has seeds behind it and every compared point's samples are
+    recognisable, else inconclusive with the reading given."""
+    what = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}[reading]
+    if unrecognisable:
+        note = (f"the FDs read {what}, but the classifier cannot tell the samples of {_and(unrecognisable)} from "
+                "chance, so its feature space does not show what the FDs compare")
+        return c.verdict(INCONCLUSIVE, f"{evidence}; {note}", numbers, seeds)
     if margin is not None:
         return c.verdict(reading, evidence, numbers, seeds, reason=reason if reading == NOT_REPRODUCED else "")
-    what = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}[reading]
     note = (f"from one generator seed, against the sampling floor alone, this reads {what}"
             + (f" ({reason})" if reading == NOT_REPRODUCED and reason else "")
             + "; a second seed (gen.seed=1) of each compared point would give the training-seed spread")
@@ -116,7 +156,9 @@ def lc_generation(runs, c: Claim) -> Verdict:
     evidence = (f"K={int(k):,}: FD (cls) " + ", ".join(f"{names[m]} {fmt_point(pts[m], METRIC)}" for m in names)
                 + f"; LC − VQ-FC {diffs['vq-fc']:+.2f}, LC − VQ-EMA {diffs['vq-ema']:+.2f}; "
                 + _margin_note(margin, floor, [pts[m] for m in names]))
-    numbers = {"k": int(k), **{f"fd_{m}": v for m, v in fd.items()}, "margin": margin, "sampling_floor": floor}
+    failing, line, acc = recognisable(at_k, "_method", names)
+    evidence += "; " + line
+    numbers = {"k": int(k), **{f"fd_{m}": v for m, v in fd.items()}, "margin": margin, "sampling_floor": floor, **acc}
     worse = [m for m, d in diffs.items() if d > judge_by]
     if all(d < -judge_by for d in diffs.values()):
         reading = REPRODUCED
@@ -125,7 +167,8 @@ def lc_generation(runs, c: Claim) -> Verdict:
     else:
         reading = INCONCLUSIVE
     reason = _lc_reason(at_k, names, worse) if worse else ""
-    return _settled(c, reading, evidence, numbers, seeds, margin, reason=reason)
+    return _settled(c, reading, evidence, numbers, seeds, margin, reason=reason,
+                    unrecognisable=tuple(names[m] for m in failing))
 
 
 def _lc_reason(at_k, names: dict, worse: list[str]) -> str:
@@ -188,8 +231,11 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
                 f"generator FLOPs per sample "
                 f"{cost[coarse_l] / 1e9:.3g} vs {cost[fine_l] / 1e9:.3g} G ({ratio:.2f}×); "
                 + _margin_note(margin, floor, [pts[fine_l], pts[coarse_l]]))
+    names = {fine_l: "the finer PQ", coarse_l: "the coarser PQ"}
+    failing, line, acc = recognisable(pair, "_levels", names)
+    evidence += "; " + line
     numbers = {"fd_fine": fd_fine, "fd_coarse": fd_coarse, "cost_ratio": ratio, "margin": margin,
-               "sampling_floor": floor, "close_bound": bound}
+               "sampling_floor": floor, "close_bound": bound, **acc}
     if fd_coarse <= bound and ratio <= COST_FRACTION:
         reading = REPRODUCED
     elif fd_coarse > bound:
@@ -197,4 +243,5 @@ def pq_diffusion_coarse(runs, c: Claim) -> Verdict:
     else:
         reading = INCONCLUSIVE
     return _settled(c, reading, evidence, numbers, seeds, margin,
-                    reason="at 4×4 positions the coarser tokenizer's latents lose what the flow model needs")
+                    reason="at 4×4 positions the coarser tokenizer's latents lose what the flow model needs",
+                    unrecognisable=tuple(names[lv] for lv in failing))
