@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, replace
@@ -150,19 +149,11 @@ def pq_vs_vq_dim(profile: str) -> list[RunConfig]:
 
 
 def pq_codebook_size(profile: str) -> list[RunConfig]:
-    """K per subspace at fixed D and sub-dim: diminishing returns (PQGAN: 128–512 entries suffice). The smallest,
-    the reference (nearest 256) and the largest K are compared."""
+    """K per subspace at fixed D and sub-dim: diminishing returns (PQGAN: 128–512 entries suffice). Its verdict
+    reads every K, so every K runs every seed."""
     s = SCALES[profile]
-    dim, compared = s.pq_grid_dim, _k_compared(s.pq_sizes)
-    return [_pq(profile, dim, k, dim // s.pq_sub_dim, seed) for k in s.pq_sizes
-            for seed in _seeds(profile, k in compared)]
-
-
-def _k_compared(sizes: tuple[int, ...]) -> set[int]:
-    """The codebook sizes the K-per-subspace verdict compares: smallest, largest, and the one nearest 256 below it."""
-    below = [k for k in sizes[:-1]] or list(sizes)
-    reference = min(below, key=lambda k: abs(math.log2(k / 256)))
-    return {min(sizes), max(sizes), reference}
+    dim = s.pq_grid_dim
+    return [_pq(profile, dim, k, dim // s.pq_sub_dim, seed) for k in s.pq_sizes for seed in _seeds(profile, True)]
 
 
 def pq_subspaces(profile: str) -> list[RunConfig]:
@@ -200,11 +191,10 @@ def lc_init(profile: str) -> list[RunConfig]:
 
 
 def lc_projected_dim(profile: str) -> list[RunConfig]:
-    """LC's projected dim D′ (= the latent dim D here): VQGAN-LC reports little sensitivity to it. The smallest and
-    largest D′ are compared."""
+    """LC's projected dim D′ (= the latent dim D here): VQGAN-LC reports little sensitivity to it. Its verdict reads
+    the range over every D′, so every D′ runs every seed."""
     s = SCALES[profile]
-    return [_lc(profile, s.lc_size, seed, **_dprime(profile, d)) for d in s.lc_dims
-            for seed in _seeds(profile, d in (min(s.lc_dims), max(s.lc_dims)))]
+    return [_lc(profile, s.lc_size, seed, **_dprime(profile, d)) for d in s.lc_dims for seed in _seeds(profile, True)]
 
 
 def _dprime(profile: str, d: int) -> dict:
@@ -258,9 +248,18 @@ def rate_subspaces(bits: int, dim: int) -> int:
 
 
 def continuous(profile: str) -> list[RunConfig]:
-    """Continuous AE and KL-VAE with the same backbone and bottleneck width: the ceiling for the quantisers."""
+    """Continuous AE and KL-VAE with the same backbone and bottleneck width, the ceiling for the quantisers, beside
+    VQ and PQ at that width (the pq-vs-vq-dim grid's runs): how much of VQ's gap to them PQ closes. Every seed."""
     s = SCALES[profile]
-    return [_base(profile, PQGAN, **{"model.kind": kind, "quantizer.dim": s.dims[0], "train.seed": s.seeds[0]})
+    dim = s.dims[0]
+    return [cfg for seed in _seeds(profile, True)
+            for cfg in (*_continuous(profile, seed), _vq(profile, dim, s.vq_size, seed),
+                        _pq(profile, dim, s.pq_size, dim // s.pq_sub_dim, seed))]
+
+
+def _continuous(profile: str, seed: int) -> list[RunConfig]:
+    """The continuous AE and KL-VAE at the profile's first D."""
+    return [_base(profile, PQGAN, **{"model.kind": kind, "quantizer.dim": SCALES[profile].dims[0], "train.seed": seed})
             for kind in ("ae", "kl")]
 
 
@@ -344,7 +343,7 @@ def gen_diffusion(profile: str) -> list[RunConfig | GenRunConfig]:
                                       "quantizer.subspaces": gs.coarse_dim // s.pq_sub_dim,
                                       "model.ch_mult": ",".join(map(str, gs.coarse_ch_mult)), "train.seed": seed})
     vq = _vq(profile, s.pq_grid_dim, 2 ** s.rates[0], seed)
-    tokenizers = [*continuous(profile), vq, pq, coarse]
+    tokenizers = [*_continuous(profile, seed), vq, pq, coarse]
     gens = [_gen(profile, tok, "diffusion", headline=tok is pq) for tok in tokenizers]
     # the pq-diffusion-coarse verdict compares the two PQ generators: each gets the profile's verdict seeds
     extra = [_gen(profile, tok, "diffusion", seed=g) for tok in (pq, coarse) for g in _seeds(profile, True)[1:]]

@@ -13,6 +13,7 @@ from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric
 from pqstudy.study.verdicts.compare import (
     FLOORS,
+    HIGHER_IS_BETTER,
     T_FACTOR,
     Point,
     better,
@@ -131,10 +132,13 @@ def pq_vq_scale_opposite(runs, c: Claim) -> Verdict:
           "256 px ImageNet latents and may shift with data and training length.",
 )
 def pq_k_diminishing(runs, c: Claim) -> Verdict:
-    """(c) PSNR gain per doubling of K: +1 when the gain from the reference K (in ``K_SUFFICIENT_RANGE``, nearest
-    256) to the largest K is below the gain from the smallest K to the reference by more than the margin, and the
-    reference is within ``K_SUFFICIENT_MARGIN_DB`` of the largest K; −1 when the gain grows beyond the margin, or
-    the reference trails the largest by more than ``K_SUFFICIENT_MARGIN_DB`` + the margin; else 0."""
+    """(c) over every K of the grid, in order. PSNR: the gain per doubling of K between neighbouring K, and whether
+    the reference K (in ``K_SUFFICIENT_RANGE``, nearest 256, below the largest) suffices. +1 when the last step's gain
+    per doubling is below the first step's by more than its margin, no step gains more per doubling than the step
+    before it beyond the margin, and the reference is within ``K_SUFFICIENT_MARGIN_DB`` of the largest K; −1 when a
+    step's gain grows beyond the margin, or the reference trails the largest by more than ``K_SUFFICIENT_MARGIN_DB`` +
+    the margin; else 0. LPIPS: +1 when the reference is within the margin of the largest K, −1 when worse beyond
+    it."""
     runs = runs.assign(_k=numeric(runs, "quantizer.codebook_size"))
     pts = points(runs, "_k", "psnr")
     ks = sorted(pts)
@@ -142,41 +146,111 @@ def pq_k_diminishing(runs, c: Claim) -> Verdict:
     candidates = [k for k in ks[1:-1] if lo <= k <= hi]
     if len(ks) < 3 or not candidates:
         return c.no_data(f"grid {c.grid} needs a smallest K, a K in {lo}–{hi} and a larger K (has {ks})")
-    ref = min(candidates, key=lambda k: abs(math.log2(k / K_SUFFICIENT_TARGET)))
-    a, r, b = pts[ks[0]], pts[ref], pts[ks[-1]]
-    d1, d2 = math.log2(ref / ks[0]), math.log2(ks[-1] / ref)
-    g1, g2 = (r.mean - a.mean) / d1, (b.mean - r.mean) / d2
-    s = pooled_sd(a, r, b)
-    # the difference of the two gains per doubling is a linear combination of three means: its standard error
-    se = None if s is None else s * math.sqrt((1 / d1) ** 2 / a.n + (1 / d1 + 1 / d2) ** 2 / r.n + (1 / d2) ** 2 / b.n)
-    gain_margin = None if se is None else max(FLOORS["psnr"] / min(d1, d2), T_FACTOR * se)
-    trend = sign_beyond(g1 - g2, gain_margin)  # +1: the gain shrinks
-    gap, gap_margin = b.mean - r.mean, margin("psnr", b, r, a)
+    ref, largest = min(candidates, key=lambda k: abs(math.log2(k / K_SUFFICIENT_TARGET))), ks[-1]
+    every = [pts[k] for k in ks]
+    s = pooled_sd(*every)
+    steps = list(zip(ks, ks[1:], strict=False))
+    gains = [_gain(pts, a, b) for a, b in steps]
+
+    def gain_change(i: int, j: int) -> tuple[float, float | None]:
+        """Step i's gain per doubling less step j's, and the margin of that difference of linear combinations."""
+        coef = {k: gains[i][1].get(k, 0.0) - gains[j][1].get(k, 0.0) for k in ks}
+        se = None if s is None else s * math.sqrt(sum(w**2 / pts[k].n for k, w in coef.items()))
+        doublings = min(math.log2(b / a) for a, b in (steps[i], steps[j]))
+        return gains[i][0] - gains[j][0], None if se is None else max(FLOORS["psnr"] / doublings, T_FACTOR * se)
+
+    shrink, shrink_margin = gain_change(0, len(steps) - 1)
+    trend = sign_beyond(shrink, shrink_margin)  # +1: the last step gains less per doubling than the first
+    grows = [(steps[i + 1], change) for i in range(len(steps) - 1)
+             for change in [gain_change(i + 1, i)] if sign_beyond(*change) > 0]
+    if grows:
+        trend = -1
+    gap, gap_margin = pts[largest].mean - pts[ref].mean, margin("psnr", pts[largest], pts[ref], *every)
     sufficiency = 0 if gap_margin is None else (1 if gap <= K_SUFFICIENT_MARGIN_DB else (
         -1 if gap > K_SUFFICIENT_MARGIN_DB + gap_margin else 0))
     curve = ", ".join(f"K={k:g}: {fmt_point(pts[k], 'psnr')}" for k in ks)
-    lines = [curve, f"gain per doubling K={ks[0]:g}→{ref:g}: {g1:+.2f} dB, K={ref:g}→{ks[-1]:g}: {g2:+.2f} dB "
-             f"(difference margin {fmt_margin(gain_margin, 'psnr')}: "
-             + {1: "shrinks", -1: "grows", 0: "no clear change"}[trend] + ")",
-             f"K={ref:g} trails K={ks[-1]:g} by {gap:.2f} dB (allowed {K_SUFFICIENT_MARGIN_DB:.2f} dB, margin "
-             f"{fmt_margin(gap_margin, 'psnr')}: " + {1: "suffices", -1: "does not suffice", 0: "borderline"}[
-                 sufficiency] + ")"]
+    per_step = ", ".join(f"K={a:g}→{b:g} {g:+.2f} dB" for (a, b), (g, _) in zip(steps, gains, strict=True))
+    lines = [curve, f"gain per doubling {per_step}; first step − last step {shrink:+.2f} dB (margin "
+             f"{fmt_margin(shrink_margin, 'psnr')}: " + ({1: "returns diminish", -1: "returns grow",
+                                                          0: "no clear change"}[trend] if not grows else
+                                                         "returns grow at " + ", ".join(
+                                                             f"K={a:g}→{b:g}" for (a, b), _ in grows)) + ")",
+             f"K={ref:g} trails K={largest:g} by {gap:.2f} dB (allowed {K_SUFFICIENT_MARGIN_DB:.2f} dB, margin "
+             f"{fmt_margin(gap_margin, 'psnr')}: K={ref:g} " + {1: "suffices", -1: "does not suffice",
+                                                               0: "borderline"}[sufficiency] + ")"]
     state = -1 if (trend < 0 or sufficiency < 0) else (1 if trend > 0 and sufficiency > 0 else 0)
     per_metric = {"psnr": (state, lines, {"K": ks, "psnr": [pts[k].mean for k in ks], "reference_K": ref,
-                                          "gains": [g1, g2], "gain_margin": gain_margin, "gap_to_largest": gap})}
+                                          "gains": [g for g, _ in gains], "gain_margin": shrink_margin,
+                                          "gap_to_largest": gap})}
     if numeric(runs, "lpips").notna().any():
         lp = points(runs, "_k", "lpips")
-        if all(k in lp for k in (ks[0], ref, ks[-1])):
-            lines_lp, states, numbers = pair_lines("lpips", [(f"K={ks[-1]:g} vs K={ref:g}", lp[ks[-1]], lp[ref],
-                                                               (lp[ks[0]],))], names=(f"K={ks[-1]:g}", f"K={ref:g}"))
-            m = numbers[f"K={ks[-1]:g} vs K={ref:g}"]["margin"]
-            gap_lp = lp[ref].mean - lp[ks[-1]].mean  # how much worse the reference is
-            st = 0 if m is None else (1 if gap_lp <= m else -1)  # sufficiency on LPIPS: within the margin
-            per_metric["lpips"] = (st, lines_lp, numbers)
+        if all(k in lp for k in ks):
+            m = margin("lpips", lp[ref], lp[largest], *lp.values())
+            gap_lp = lp[ref].mean - lp[largest].mean  # how much worse the reference is
+            st = 0 if m is None else (1 if gap_lp <= m else -1)
+            curve_lp = ", ".join(f"K={k:g}: {fmt_point(lp[k], 'lpips')}" for k in ks)
+            word = {1: "suffices", -1: "does not suffice", 0: "no margin"}[st]
+            per_metric["lpips"] = (st, [curve_lp, f"K={ref:g} is {fmt_diff(gap_lp, 'lpips')} worse than K="
+                                                  f"{largest:g} (margin {fmt_margin(m, 'lpips')}: K={ref:g} {word})"],
+                                   {"lpips": [lp[k].mean for k in ks], "gap_to_largest": gap_lp, "margin": m})
     util = points(runs, "_k", "utilisation")
     reason = "utilisation (train split) " + ", ".join(f"K={k:g}: {fmt(p.mean, 'utilisation')}"
                                                       for k, p in sorted(util.items()))
-    return judged(c, per_metric, [a, r, b], reason)
+    return judged(c, per_metric, every, reason)
+
+
+def _gain(pts: dict, a: float, b: float) -> tuple[float, dict]:
+    """The PSNR gain per doubling of K from K=a to K=b, and its coefficients on the points' means."""
+    doublings = math.log2(b / a)
+    return (pts[b].mean - pts[a].mean) / doublings, {a: -1 / doublings, b: 1 / doublings}
+
+
+PQ_CLOSES = 0.5  # "closes most of the gap": PQ's gap to the continuous model is under half of VQ's
+
+
+@claim(
+    "pq-approaches-continuous",
+    paper="PQGAN",
+    grid="continuous",
+    text="PQ closes most of VQ's gap to the continuous autoencoder (PSNR; LPIPS)",
+    scope="At D=8 and 800 steps on 32×32 images: the continuous AE and KL-VAE have the same backbone and "
+          "bottleneck width, so the gap is what quantisation costs here, not at the paper's scale.",
+)
+def pq_approaches_continuous(runs, c: Claim) -> Verdict:
+    """(d) per metric and continuous model (AE, KL-VAE): with gaps measured towards the continuous model, the
+    excess ``(cont − PQ) − PQ_CLOSES · (cont − VQ)`` (a linear combination of three means, its margin
+    ``max(floor, T_FACTOR · s · √(Σ wᵢ²/nᵢ))``): +1 when it is below −margin for both models (PQ closes more than
+    half of VQ's gap beyond noise), −1 when it is above +margin for either, else 0."""
+    runs = runs.assign(_method=method_of(runs))
+    per_metric, pts_all = {}, []
+    for metric in present_metrics(runs, ("psnr", "lpips")):
+        pts = points(runs, "_method", metric)
+        have = [m for m in ("ae", "kl") if m in pts]
+        if not {"pq", "vq"} <= set(pts) or not have:
+            if metric == "psnr":
+                return c.no_data(f"grid {c.grid} needs PQ, VQ and a continuous model with {metric}")
+            continue
+        pq, vq = pts["pq"], pts["vq"]
+        sign = 1 if HIGHER_IS_BETTER[metric] else -1
+        s = pooled_sd(pq, vq, *(pts[m] for m in have))
+        lines, states, numbers = [f"PQ {fmt_point(pq, metric)}, VQ {fmt_point(vq, metric)}"], [], {}
+        for model in have:
+            cont = pts[model]
+            gap_pq, gap_vq = sign * (cont.mean - pq.mean), sign * (cont.mean - vq.mean)
+            excess = gap_pq - PQ_CLOSES * gap_vq
+            weights = ((1 - PQ_CLOSES, cont.n), (1.0, pq.n), (PQ_CLOSES, vq.n))
+            m = None if s is None else max(FLOORS[metric], T_FACTOR * s * math.sqrt(sum(w**2 / n for w, n in weights)))
+            st = -sign_beyond(excess, m)
+            states.append(st)
+            closed = 1 - gap_pq / gap_vq if gap_vq else float("nan")
+            lines.append(f"{model.upper()} {fmt_point(cont, metric)}: gap PQ {fmt_diff(gap_pq, metric)}, VQ "
+                         f"{fmt_diff(gap_vq, metric)}; PQ closes {closed:.0%} of VQ's gap (excess over "
+                         f"{PQ_CLOSES:.0%} {fmt_diff(excess, metric)}, margin {fmt_margin(m, metric)}: "
+                         + {1: "closes most", -1: "does not close most", 0: "within the margin"}[st] + ")")
+            numbers[model] = {"gap_pq": gap_pq, "gap_vq": gap_vq, "closed": closed, "excess": excess, "margin": m}
+        pts_all += [pq, vq, *(pts[m] for m in have)]
+        per_metric[metric] = (vote(states), lines, numbers)
+    return judged(c, per_metric, pts_all, context(runs, "_method"))
 
 
 @claim(
