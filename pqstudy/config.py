@@ -241,7 +241,8 @@ def _paper() -> RunConfig:
         data=DataConfig(name="imagenet", image_size=256),
         model=ModelConfig(ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(32,), z_channels=256),
         quantizer=QuantizerConfig(kind="pq", codebook_size=512, dim=128, subspaces=64, beta=0.25, legacy=True),
-        loss=LossConfig(perceptual_weight=1.0, disc_weight=0.8, disc_start=250_001, disc_layers=3, disc_ndf=64),
+        # PQGAN F8_K512_Z128_S64 config.yaml:83-85: a 3-layer PatchGAN at weight 0.8 from step 1
+        loss=LossConfig(perceptual_weight=1.0, disc_weight=0.8, disc_start=1, disc_layers=3, disc_ndf=64),
         train=TrainConfig(
             steps=1_200_000, batch_size=30, lr=4.5e-6, lr_schedule="constant", history_every=5000, ckpt_every=10_000,
             eval_batch_size=64,

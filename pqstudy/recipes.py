@@ -150,7 +150,9 @@ DIVERGENCES: list[dict] = [
          "off (loss.perceptual_weight = 0)", "VGG through LPIPS on every CPU step costs more than the model"),
     _div("GAN loss", "hinge PatchGAN, 2 layers, adaptive weight × 0.1 from step 50,000 (VQGAN-LC models_vq.py:44-48, "
          "training_vqgan.py:263, runTrainVQ.sh:18); 3 layers, weight 0.8 from step 1 (PQGAN config.yaml:83-85)",
-         "off (loss.disc_weight = 0)", "800 steps are before either paper's GAN matters; it halves the step rate"),
+         "off (loss.disc_weight = 0)", "its cost: a discriminator step on every step (PQGAN's GAN starts at step 1), "
+         "with LPIPS(VGG) as both papers train, multiplies the step's time several-fold on a CPU "
+         "(benchmarks/gan_cost.py → results/benchmarks/gan_cost.csv), which the study's CPU budget cannot pay"),
     _div("random LC codebook dimension", "C = embed_dim (VQGAN-LC models_vq.py:66, 71: the random codebook has the "
          "latent's width)", "C of lc_source (48 for pixel patches); lc_source=random gives C = D′ exactly",
          "keeps the projector of the random arm the same shape as the k-means arm's, as the issue's measurement did"),

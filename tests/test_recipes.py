@@ -55,6 +55,8 @@ def test_recipe_values():
     validate(pq)
     assert (pq.quantizer.init, pq.quantizer.beta, pq.quantizer.legacy, pq.loss.codebook_weight) == (
         "normal", 0.25, True, 1.0)
+    # PQGAN F8_K512_Z128_S64 config.yaml:83-85 (disc_num_layers 3, disc_start 1, disc_weight 0.8), max_steps :28
+    assert (pq.loss.disc_layers, pq.loss.disc_start, pq.loss.disc_weight, pq.train.steps) == (3, 1, 0.8, 1_200_000)
 
 
 @pytest.mark.parametrize("field,value", [("quantizer.ema_count_init", "0"), ("quantizer.ema_beta", "1"),
