@@ -394,16 +394,34 @@ def test_grid_table_shows_varied_fields_and_missing_reasons(world_df):
     n = len(grid_configs("pq-vs-vq-dim", "default"))  # VQ and PQ at each D, each seed
     assert len(table) == n
     for column in ("method", "dim", "codebook_size", "subspaces", "seed", "PSNR", "SSIM", "util. (train)",
-                   "util. (test)", "pos./entry", "LPIPS", "rFID", "CMMD"):
+                   "util. (test)", "pos./entry", "LPIPS", "rFID"):
         assert column in table.columns, column
-    assert "KID" not in table.columns  # shown only where some run has it
+    assert "KID" not in table.columns and "CMMD" not in table.columns  # shown only where some run has them
     assert list(table["method"]) == ["pq"] * (n // 2) + ["vq"] * (n // 2) and list(table["dim"][:2]) == ["8", "8"]
     assert set(table["LPIPS"]) == {"missing"}
-    assert notes == [f"{m} missing: {REASON} ({n} runs)" for m in ("LPIPS", "rFID", "CMMD")]
+    assert notes == [f"{m} missing: {REASON} ({n} runs)" for m in ("LPIPS", "rFID")]
+    with_cmmd = world_df.assign(cmmd=0.5)
+    assert "CMMD" in grid_table(with_cmmd, "pq-vs-vq-dim")[0].columns
     table, notes = grid_table(world_df, "continuous")  # the continuous models beside VQ and PQ
     continuous = table["method"].isin(["ae", "kl"])
     assert continuous.sum() == 6 and set(table.loc[continuous, "util. (train)"]) == {"n/a"}
     assert "n/a" not in set(table.loc[~continuous, "util. (train)"]) and notes[0].startswith("n/a: continuous model")
+
+
+def test_report_text_grid_descriptions_whole_counts_add_up_and_cmmd_said_once(tmp_path):
+    from pqstudy.study.report import _grid_doc, reference_metrics_section
+
+    assert _grid_doc("rate-matched").endswith("Each method keeps its paper's recipe.")
+    assert "\n" not in _grid_doc("pq-codebook-size") and _grid_doc("pq-codebook-size").endswith("every seed.")
+    df = runs_dataframe(synthetic_results(tmp_path / "results", codebooks=False, recon=False))
+    tokenizers = int((df["status"] == "ok").sum() - df["gen.kind"].notna().sum())
+    lines = reference_metrics_section(df)
+    for line in lines:
+        if line.startswith("- rFID:"):  # values + reasons = tokenizer runs
+            numbers = [int(w) for w in line.replace(",", " ").replace(";", " ").split() if w.isdigit()]
+            assert numbers[1] == tokenizers and numbers[0] + sum(numbers[2:]) == tokenizers, line
+    cmmd = [line for line in lines if "CMMD" in line]
+    assert len(cmmd) == 1 and "cannot obtain" in cmmd[0]
 
 
 def test_report_has_every_grid_table_and_verdict(tmp_path):

@@ -163,8 +163,8 @@ def _grid_doc(name: str) -> str:
     from pqstudy.study.grids import GRIDS
 
     fn = GRIDS.get(name)
-    doc = (fn.__doc__ or "").strip().splitlines() if fn else []
-    return doc[0] if doc else ""
+    paragraph = (fn.__doc__ or "").strip().split("\n\n")[0] if fn else ""
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def figure_links(folder: str | os.PathLike, figures: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -190,13 +190,24 @@ def reference_metrics_section(df) -> list[str]:
     if not len(df) or "status" not in df.columns:
         return []
     ok = df[df["status"] == "ok"]
+    if "gen.kind" in ok.columns:  # generators have their own sample metrics (the generation sections)
+        ok = ok[ok["gen.kind"].isna()]
     lines = ["## Reference metrics", ""]
-    for metric, label in (("lpips", "LPIPS (AlexNet, lpips v0.1)"), ("rfid", "rFID"), ("kid", "KID")):
+    for metric, label in (("lpips", "LPIPS (AlexNet, lpips v0.1)"), ("rfid", "rFID"), ("kid", "KID"),
+                          ("cmmd", "CMMD")):
         values = numeric(ok, metric).dropna() if metric in ok.columns else []
         reasons = ok.get(f"{metric}_missing_reason")
         kinds = [_reason_kind(r) for r in reasons.dropna()] if reasons is not None else []
         why = [f"{kinds.count(k)} {k}" for k in sorted(set(kinds))]
-        text = f"- {label}: {len(values)} of {len(ok)} runs"
+        unexplained = len(ok) - len(values) - len(kinds)
+        if unexplained > 0:
+            why.append(f"{unexplained} with no value or reason recorded")
+        if metric == "cmmd" and not len(values):
+            lines.append(f"- CMMD: none of the {len(ok)} tokenizer runs. It needs CLIP ViT-L/14 @336 px weights, "
+                         "which this machine cannot obtain (they are not in a package registry); the grid tables "
+                         "leave the column out. `PQSTUDY_CLIP_WEIGHTS` points a machine that has them to the file.")
+            continue
+        text = f"- {label}: {len(values)} of {len(ok)} tokenizer runs"
         if metric != "lpips" and len(values) and "fid_samples" in ok.columns:
             sizes = ", ".join(f"{int(n):,}" for n in sorted(set(numeric(ok, "fid_samples").dropna())))
             text += f", on the first {sizes} images of the test split (`train.fid_samples`)"
@@ -353,7 +364,8 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
             "the study's budget) is inconclusive until they are in; what its runs so far read as is shown. The "
             "generation claims follow the same rule over generator seeds, with the sampling floor (real vs real FD "
             "at the same sample count) as their floor; with one generator seed per point they are inconclusive, and "
-            "their evidence gives what that one seed reads against the sampling floor alone.", ""]
+            "their evidence gives what that one seed reads against the sampling floor alone. CMMD is in no verdict: "
+            "its CLIP weights cannot be had here (Reference metrics).", ""]
     counts = {s: sum(v.status == s for v in verdicts) for s in ("reproduced", "not reproduced", "inconclusive")}
     out.append(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
     out.append("")

@@ -10,7 +10,8 @@ from pqstudy.study.methods import method_of
 from pqstudy.study.store import config_columns, grid_runs, numeric, select_profile
 
 MISSING = "missing"
-# Metric columns of the grid tables: name → (header, formatter). kid is shown only where some run has it.
+# Metric columns of the grid tables: name → (header, formatter). KID and CMMD are shown only where some run has them
+# (CMMD needs CLIP weights that a machine may not have: the report's metrics section says so once).
 TABLE_METRICS = {
     "psnr": ("PSNR", lambda v: f"{v:.2f}"),
     "ssim": ("SSIM", lambda v: f"{v:.4f}"),
@@ -24,7 +25,7 @@ TABLE_METRICS = {
     "kid": ("KID", lambda v: f"{v:.4f}"),
     "cmmd": ("CMMD", lambda v: f"{v:.3f}"),
 }
-OPTIONAL_METRICS = ("kid",)
+OPTIONAL_METRICS = ("kid", "cmmd")
 SKIP_FIELDS = {"train.seed", "model.kind", "quantizer.kind", "quantizer.sub_kind"}  # shown as "seed" / "method"
 # how a run ran (device, compile, checkpoints, batch of the evaluation) is not a grid variable; which metrics it
 # computed is, as it says why a metric is missing
