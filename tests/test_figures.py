@@ -293,8 +293,9 @@ def test_reconstructions_are_labelled_by_method_k_d(results, df):
     chosen = figures.default_recon_runs(results, df)
     fig = figures.plot_reconstructions(results, chosen, df=df)
     titles = [ax.get_title(loc="left") for ax in fig.axes]
-    assert titles[0] == "VQ K=1,024 D=32 · seed 0 · 800 steps"
-    assert titles[1] == "PQ M=16 K=256 D=32 · seed 0 · 800 steps"  # the 800-step run, not the stale 200-step one
+    assert titles[0] == "VQ K=1,024 D=32 · PQGAN recipe · seed 0 · 800 steps"
+    # the 800-step run, not the stale 200-step one
+    assert titles[1] == "PQ M=16 K=256 D=32 · PQGAN recipe · seed 0 · 800 steps"
     assert any(t.startswith("AE (continuous) D=8") for t in titles)
     assert not any(rid in " ".join(titles) for rid in chosen)
     plt.close(fig)
@@ -328,7 +329,7 @@ def test_tsne_active_entries_are_those_counted(results, df):
     fig = figures.plot_codebook_tsne(results, [rid], max_points=40, df=df)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == [f"inactive ({(counts == 0).sum()})", f"active ({(counts > 0).sum()})"]
-    assert fig.axes[0].get_title().startswith("VQ-FC K=1,024 D=8 D′=4 · seed 0")
+    assert fig.axes[0].get_title().startswith("VQ-FC K=1,024 D=8 D′=4 · PQGAN recipe · seed 0")
     plt.close(fig)
 
 

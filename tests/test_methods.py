@@ -80,3 +80,15 @@ def test_run_label(row, label):
 
 def test_run_label_of_an_unknown_run_names_its_id():
     assert run_label(None, "abc") == "run abc (not in runs.csv)"
+
+
+def test_recipe_of_reads_the_papers_loss_weights():
+    from pqstudy.study.methods import recipe_of
+
+    df = _rows(**{"model.kind": ["quantized", "quantized", "quantized", "ae"], "quantizer.kind": ["vq"] * 4,
+                  "quantizer.beta": [0.25, 0.33, 0.5, 0.25], "loss.codebook_weight": [1.0, 0.1, 1.0, 1.0]})
+    assert list(recipe_of(df)) == ["PQGAN", "VQGAN-LC", "", ""]  # neither; a continuous model has no recipe
+    assert list(recipe_of(df.drop(columns="quantizer.beta"))) == [""] * 4
+    row = pd.Series({"quantizer.kind": "vq", "quantizer.codebook_size": 1024, "quantizer.dim": 8, "train.seed": 0,
+                     "quantizer.beta": 0.33, "loss.codebook_weight": 0.1})
+    assert run_label(row) == "VQ K=1,024 D=8 · VQGAN-LC recipe · seed 0"

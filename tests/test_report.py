@@ -574,3 +574,27 @@ def test_pq_approaches_continuous_measures_the_share_of_vqs_gap(world_df):
     worse = _add(world_df, _in_grid(world_df, "continuous") & _kind(world_df, "pq"), "psnr", -1.5)
     verdict = CLAIMS["pq-approaches-continuous"](worse)
     assert verdict.status == "not reproduced" and "does not close most" in verdict.evidence
+
+
+def test_two_configurations_never_share_a_point(world_df):
+    """``store.configuration`` (what quality_vs_bits and the comparison table pool seeds by): rows that differ by
+    seed alone share it; a change of any result field, the model's ch_mult included, separates them."""
+    from pqstudy.config import NON_RESULT_FIELDS
+    from pqstudy.study.store import config_columns, configuration
+
+    grid = world_df[_in_grid(world_df, "pq-vs-vq-dim") & _kind(world_df, "pq") & (world_df["quantizer.dim"] == 8)]
+    assert len(grid) == 3 and configuration(grid).nunique() == 1  # three seeds, one point
+    fields = [c for c in config_columns(grid) if c not in NON_RESULT_FIELDS and c not in ("train.seed", "gen.seed")]
+    assert "model.ch_mult" in fields
+    for field in fields:
+        changed = grid.copy().astype({field: object})
+        changed.loc[changed.index[0], field] = "something else"
+        assert configuration(changed).nunique() == 2, field
+
+
+def test_comparison_table_names_each_rows_recipe(world_df):
+    from pqstudy.study.report import comparison_table_section
+
+    text = "\n".join(comparison_table_section(world_df.assign(rfid=100.0)))
+    assert "| method | recipe | setting | seeds | PSNR | SSIM |" in text
+    assert "| VQ | PQGAN | D=8, K=1024 |" in text and "| LC | VQGAN-LC |" in text

@@ -23,19 +23,15 @@ from pqstudy.figures.common import (
 from pqstudy.figures.registry import figure
 from pqstudy.study.grids import GRIDS
 from pqstudy.study.methods import method_colour, method_label, method_of, order_methods
-from pqstudy.study.store import numeric
+from pqstudy.study.store import configuration, numeric
 
 GRID_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-# the fields that, with the method, make one configuration (its seeds are averaged)
-CONFIG_FIELDS = ("quantizer.dim", "quantizer.codebook_size", "quantizer.subspaces", "quantizer.low_dim",
-                 "quantizer.lc_init", "quantizer.projector", "quantizer.lc_trainable", "quantizer.sub_kind")
-
-
 def _config_groups(runs):
-    keys = ["_method", *[c for c in CONFIG_FIELDS if c in runs.columns]]
-    return runs.assign(**{c: runs[c].astype(str) for c in keys if c != "_method"}).groupby(keys, sort=False)
+    """The runs of each configuration (every result-changing field but the seed: ``store.configuration``), whose
+    seeds one point averages."""
+    return runs.assign(_config=configuration(runs)).groupby("_config", sort=False)
 
 
 RATE_MATCHED_GRID = "rate-matched"
@@ -110,6 +106,7 @@ def plot_quality_vs_bits(df):
         fig, axes = subplots(len(lengths), 2, figsize=(11.5, 4.0 * len(lengths)), squeeze=False)
         for row, length in enumerate(lengths):
             quantised = quantised_all[quantised_all["_steps"] == length]
+            per_config = quantised.assign(_config=configuration(quantised))
             continuous = runs[runs["_bits"].isna() & runs["_method"].isin(["ae", "kl"]) & (runs["_steps"] == length)]
             for ax, metric, label in ((axes[row][0], "_psnr", "PSNR on the test split (dB)"),
                                       (axes[row][1], "_ssim", "SSIM on the test split")):
@@ -130,8 +127,7 @@ def plot_quality_vs_bits(df):
                 ax.set_xscale("log", base=2)
                 ax.xaxis.set_major_formatter(ScalarFormatter())
                 ax.set(xlabel="bits per position (M · log2 K)", ylabel=label,
-                       title=f"{length:,} training steps; {seeds_text(quantised, ('_method', *CONFIG_FIELDS))} "
-                             "per point")
+                       title=f"{length:,} training steps; {seeds_text(per_config, ('_config',))} per point")
                 ax.title.set_fontsize(9)
         method_handles = [Line2D([], [], ls="", marker="o", color=method_colour(m), label=method_label(m))
                           for m in methods]
@@ -143,7 +139,7 @@ def plot_quality_vs_bits(df):
         fig.add_artist(first)
         fig.legend(handles=grid_handles, title="grid", loc="lower left", bbox_to_anchor=(1.0, 0.05), fontsize=7,
                    title_fontsize=8, frameon=False)
-        fig.suptitle("Quality vs rate, every ok configuration (mean over seeds, bar: seed min–max); one row per "
-                     "training length", fontsize=10)
+        fig.suptitle("Quality vs rate, every ok configuration (mean over its seeds, bar: seed min–max)"
+                     + ("; one row per training length" if len(lengths) > 1 else ""), fontsize=10)
         fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pqstudy.recipes import PQGAN, VQGAN_LC
 from pqstudy.study.store import numeric
 
 
@@ -111,5 +112,30 @@ def run_label(row, rid: str | None = None) -> str:
         if entry.projected_dim and low:
             parts.append(f"D′={low}")
     text = " ".join(p for p in parts if p)
-    extra = [f"seed {seed}" if seed is not None else "", f"{steps:,} steps" if steps else ""]
+    recipe = recipe_of(frame).iloc[0]
+    extra = [f"{recipe} recipe" if recipe else "", f"seed {seed}" if seed is not None else "",
+             f"{steps:,} steps" if steps else ""]
     return " · ".join([text, *[e for e in extra if e]])
+
+
+# What tells the papers' quantiser recipes (pqstudy.recipes) apart in a run's config: the commitment weight β and the
+# codebook-loss weight (PQGAN 0.25 and 1.0, VQGAN-LC 0.33 and 0.1). Their other fields may be swept by a grid.
+RECIPE_SIGNATURE = ("quantizer.beta", "loss.codebook_weight")
+RECIPES = {"PQGAN": PQGAN, "VQGAN-LC": VQGAN_LC}
+
+
+def recipe_of(runs):
+    """The paper recipe each row of a runs DataFrame was trained with ("PQGAN", "VQGAN-LC"), "" for neither or for
+    the continuous baselines (no quantiser loss)."""
+    import pandas as pd
+
+    out = pd.Series("", index=runs.index, dtype=object)
+    if not all(c in runs.columns for c in RECIPE_SIGNATURE):
+        return out
+    quantised = ~method_of(runs).map(lambda m: bool((_entry(m) or Method(m, OTHER_COLOUR)).continuous))
+    for name, recipe in RECIPES.items():
+        match = quantised.copy()
+        for column in RECIPE_SIGNATURE:
+            match &= (numeric(runs, column) - float(recipe[column])).abs() < 1e-9
+        out[match] = name
+    return out

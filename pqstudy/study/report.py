@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from pqstudy.study.methods import method_of
-from pqstudy.study.store import FIGURES_SUBDIR, numeric, select_profile
+from pqstudy.study.methods import method_of, recipe_of
+from pqstudy.study.store import FIGURES_SUBDIR, configuration, numeric, select_profile
 from pqstudy.study.tables import (
     NOT_APPLICABLE,
     TABLE_METRICS,
@@ -245,8 +245,8 @@ def utilisation_section(df) -> list[str]:
     return lines + [""]
 
 
-TABLE_COLUMNS = (("psnr", "PSNR"), ("lpips", "LPIPS"), ("rfid", "rFID"), ("kid", "KID"), ("utilisation", "util."),
-                 ("bits_per_position", "bits/pos"))
+TABLE_COLUMNS = (("psnr", "PSNR"), ("ssim", "SSIM"), ("lpips", "LPIPS"), ("rfid", "rFID"), ("kid", "KID"),
+                 ("utilisation", "util."), ("bits_per_position", "bits/pos"))
 
 
 def comparison_table_section(df) -> list[str]:
@@ -256,12 +256,13 @@ def comparison_table_section(df) -> list[str]:
     ok = df[(df["status"] == "ok") & numeric(df, "rfid").notna()]
     if not len(ok):
         return []
-    ok = ok.assign(_method=method_of(ok), _k=numeric(ok, "quantizer.codebook_size"),
-                   _d=numeric(ok, "quantizer.dim"), _m=numeric(ok, "quantizer.subspaces"))
+    ok = ok.assign(_method=method_of(ok), _recipe=recipe_of(ok), _k=numeric(ok, "quantizer.codebook_size"),
+                   _d=numeric(ok, "quantizer.dim"), _m=numeric(ok, "quantizer.subspaces"), _config=configuration(ok))
     rows = []
-    for (method, k, d, m), group in ok.groupby(["_method", "_k", "_d", "_m"], sort=True):
+    for (method, recipe, k, d, m, _), group in ok.groupby(["_method", "_recipe", "_k", "_d", "_m", "_config"],
+                                                           sort=True):
         setting = f"D={d:g}, K={k:g}" + (f", M={m:g}" if method.startswith("pq") else "")
-        cells = [method.upper(), setting, str(len(group))]
+        cells = [method.upper(), recipe or "—", setting, str(len(group))]
         for column, _ in TABLE_COLUMNS:
             values = numeric(group, column).dropna()
             fmt = TABLE_METRICS.get(column, ("", lambda v: f"{v:.4g}"))[1]
@@ -276,8 +277,8 @@ def comparison_table_section(df) -> list[str]:
     return ["## Comparison table", "",
             "Each method at its paper's setting (mean ± standard deviation over seeds). rFID and KID on the first "
             f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals.", "",
-            markdown_table(["method", "setting", "seeds", *(h for _, h in TABLE_COLUMNS)], rows,
-                           ["l", "l", "r"] + ["r"] * len(TABLE_COLUMNS)), ""]
+            markdown_table(["method", "recipe", "setting", "seeds", *(h for _, h in TABLE_COLUMNS)], rows,
+                           ["l", "l", "l", "r"] + ["r"] * len(TABLE_COLUMNS)), ""]
 
 
 def divergences_section() -> list[str]:

@@ -197,6 +197,20 @@ def _flat_config(config: dict) -> dict:
     return out
 
 
+def configuration(df):
+    """One string per row naming its configuration: every config column that changes results, the seeds
+    (``train.seed``, ``gen.seed``) excepted. Two rows share it exactly when they differ by seed alone: what a figure
+    or table may pool as one point. A field recorded after some runs (``ID_DEFAULTS``) reads as its default there."""
+    from pqstudy.config import ID_DEFAULTS, NON_RESULT_FIELDS
+
+    columns = [c for c in config_columns(df) if c not in NON_RESULT_FIELDS and c not in ("train.seed", "gen.seed")]
+    frame = df[columns].copy()
+    for column, default in ID_DEFAULTS.items():
+        if column in frame:
+            frame[column] = frame[column].where(frame[column].notna(), default)
+    return frame.map(str).agg("|".join, axis=1) if columns else df["run_id"].map(lambda _: "")
+
+
 def config_columns(df) -> list[str]:
     """The ``section.field`` config columns of a runs DataFrame (as ``_flat_config`` names them), in order."""
     return [c for c in df.columns if "." in c and c.split(".")[0] in CONFIG_SECTIONS]
