@@ -598,3 +598,26 @@ def test_comparison_table_names_each_rows_recipe(world_df):
     text = "\n".join(comparison_table_section(world_df.assign(rfid=100.0)))
     assert "| method | recipe | setting | seeds | PSNR | SSIM |" in text
     assert "| VQ | PQGAN | D=8, K=1024 |" in text and "| LC | VQGAN-LC |" in text
+
+
+def test_rfid_is_shown_beside_the_real_vs_real_floor_and_the_effective_rate(world_df, tmp_path):
+    import pandas as pd
+
+    from pqstudy.study.report import comparison_table_section, real_floor, reference_metrics_section
+
+    assert real_floor(tmp_path) == {}  # no benchmark file: no floor, no error
+    (tmp_path / "benchmarks").mkdir()
+    pd.DataFrame([{"pair": "test[:n] vs test[n:2n]", "n": 500, "fid": 76.9, "kid": 0.0004},
+                  {"pair": "test[:n] vs train[:n]", "n": 500, "fid": 74.8, "kid": -0.0004},
+                  {"pair": "test[:n] vs test[n:2n]", "n": 1000, "fid": 47.1, "kid": 0.00004}]).to_csv(
+        tmp_path / "benchmarks" / "fid_anchors.csv", index=False)
+    floor = real_floor(tmp_path)
+    assert floor == {500: (76.9, 0.0004), 1000: (47.1, 0.00004)}
+    df = world_df.assign(rfid=100.0, fid_samples=500, perplexity=16.0)
+    table = "\n".join(comparison_table_section(df, floor))
+    assert "n = 500: FID 76.90, KID 0.0004" in table and "n = 1,000" not in table  # the runs' n only
+    assert "| bits/pos | eff. bits |" in table
+    assert "| PQ | PQGAN | D=8, K=256, M=4 | 3 |" in table and table.split("| PQ | PQGAN | D=8, K=256, M=4 |")[1].split(
+        "\n")[0].rstrip(" |").endswith("| 16.0")  # M · log2 perplexity = 4 · 4
+    lines = reference_metrics_section(df, floor)
+    assert any(line.startswith("- rFID:") and "FID 76.90" in line for line in lines)

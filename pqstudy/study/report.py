@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from pqstudy.study.methods import method_of, recipe_of
 from pqstudy.study.store import FIGURES_SUBDIR, configuration, numeric, select_profile
 from pqstudy.study.tables import (
@@ -185,7 +187,32 @@ def _reason_kind(reason) -> str:
     return "failed"
 
 
-def reference_metrics_section(df) -> list[str]:
+REAL_FLOOR_PAIR = "test[:n] vs test[n:2n]"  # benchmarks/fid_anchors.py: two halves of the test split
+
+
+def real_floor(results_dir) -> dict[int, tuple[float, float]]:
+    """``{n: (FID, KID)}`` of two disjoint halves of the test split at n images each
+    (``results/benchmarks/fid_anchors.csv``): what real images already score at the rFID/KID sample size, the floor
+    of a perfect tokenizer. The newest row per n; empty without the file."""
+    import pandas as pd
+
+    path = Path(results_dir) / "benchmarks" / "fid_anchors.csv"
+    if not path.is_file():
+        return {}
+    rows = pd.read_csv(path)
+    rows = rows[rows["pair"] == REAL_FLOOR_PAIR]
+    return {int(r["n"]): (float(r["fid"]), float(r["kid"])) for _, r in rows.iterrows()}
+
+
+def _floor_text(floor: dict[int, tuple[float, float]], sizes) -> str:
+    known = [n for n in sizes if n in floor]
+    if not known:
+        return ""
+    return "real vs real at the same n (two halves of the test split; `benchmarks/fid_anchors.py`): " + "; ".join(
+        f"n = {n:,}: FID {floor[n][0]:.2f}, KID {floor[n][1]:.4f}" for n in known)
+
+
+def reference_metrics_section(df, floor: dict[int, tuple[float, float]] | None = None) -> list[str]:
     """What the LPIPS / rFID / KID columns rest on: how many runs have each, on how many images, and why not."""
     if not len(df) or "status" not in df.columns:
         return []
@@ -209,8 +236,13 @@ def reference_metrics_section(df) -> list[str]:
             continue
         text = f"- {label}: {len(values)} of {len(ok)} tokenizer runs"
         if metric != "lpips" and len(values) and "fid_samples" in ok.columns:
-            sizes = ", ".join(f"{int(n):,}" for n in sorted(set(numeric(ok, "fid_samples").dropna())))
+            with_value = ok[numeric(ok, metric).notna()]
+            counts = sorted({int(n) for n in numeric(with_value, "fid_samples").dropna()})
+            sizes = ", ".join(f"{n:,}" for n in counts)
             text += f", on the first {sizes} images of the test split (`train.fid_samples`)"
+            floor_text = _floor_text(floor or {}, counts)
+            if floor_text:
+                text += f"; {floor_text}"
         if why:
             text += f"; {', '.join(why)}"
         lines.append(text + ".")
@@ -245,17 +277,20 @@ def utilisation_section(df) -> list[str]:
     return lines + [""]
 
 
+COMPUTED_FORMATS = {"_eff_bits": lambda v: f"{v:.1f}"}  # comparison-table columns computed from the runs' metrics
 TABLE_COLUMNS = (("psnr", "PSNR"), ("ssim", "SSIM"), ("lpips", "LPIPS"), ("rfid", "rFID"), ("kid", "KID"),
-                 ("utilisation", "util."), ("bits_per_position", "bits/pos"))
+                 ("utilisation", "util."), ("bits_per_position", "bits/pos"), ("_eff_bits", "eff. bits"))
 
 
-def comparison_table_section(df) -> list[str]:
-    """Each method at its paper setting (the runs with rFID/KID): mean ± std over seeds."""
+def comparison_table_section(df, floor: dict[int, tuple[float, float]] | None = None) -> list[str]:
+    """Each method at its paper setting (the runs with rFID/KID): mean ± std over seeds; ``floor``: what real images
+    score at the same n (:func:`real_floor`)."""
     if not len(df) or "rfid" not in df.columns:
         return []
     ok = df[(df["status"] == "ok") & numeric(df, "rfid").notna()]
     if not len(ok):
         return []
+    ok = ok.assign(_eff_bits=numeric(ok, "quantizer.subspaces").fillna(1) * np.log2(numeric(ok, "perplexity")))
     ok = ok.assign(_method=method_of(ok), _recipe=recipe_of(ok), _k=numeric(ok, "quantizer.codebook_size"),
                    _d=numeric(ok, "quantizer.dim"), _m=numeric(ok, "quantizer.subspaces"), _config=configuration(ok))
     rows = []
@@ -265,10 +300,10 @@ def comparison_table_section(df) -> list[str]:
         cells = [method.upper(), recipe or "—", setting, str(len(group))]
         for column, _ in TABLE_COLUMNS:
             values = numeric(group, column).dropna()
-            fmt = TABLE_METRICS.get(column, ("", lambda v: f"{v:.4g}"))[1]
+            fmt = TABLE_METRICS[column][1] if column in TABLE_METRICS else COMPUTED_FORMATS[column]
             if not len(values):
                 cells.append(NOT_APPLICABLE)
-            elif len(values) > 1 and column != "bits_per_position":
+            elif len(values) > 1 and column not in ("bits_per_position", "_eff_bits"):
                 cells.append(f"{fmt(values.mean())} ± {fmt(values.std(ddof=1))}")
             else:
                 cells.append(fmt(values.mean()))
@@ -276,7 +311,10 @@ def comparison_table_section(df) -> list[str]:
     samples = sorted({int(v) for v in numeric(ok, "fid_samples").dropna()})
     return ["## Comparison table", "",
             "Each method at its paper's setting (mean ± standard deviation over seeds). rFID and KID on the first "
-            f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals.", "",
+            f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals"
+            + (f"; {_floor_text(floor or {}, samples)}" if _floor_text(floor or {}, samples) else "") + ". "
+            "bits/pos is what a position can spend (M · log2 K); eff. bits what it does spend, M · log2 of the "
+            "perplexity over the training split (the sub-codebooks' mean perplexity for PQ: an upper bound).", "",
             markdown_table(["method", "recipe", "setting", "seeds", *(h for _, h in TABLE_COLUMNS)], rows,
                            ["l", "l", "l", "r"] + ["r"] * len(TABLE_COLUMNS)), ""]
 
@@ -382,9 +420,10 @@ def report_markdown(results_dir: str | os.PathLike = "results", profile: str | N
     out.append("")
 
     out += utilisation_section(df)
-    out += comparison_table_section(df)
+    floor = real_floor(results_dir)
+    out += comparison_table_section(df, floor)
     out += divergences_section()
-    out += reference_metrics_section(df)
+    out += reference_metrics_section(df, floor)
 
     out += ["## Grids", ""]
     for name in _grid_names(df):
