@@ -621,3 +621,21 @@ def test_rfid_is_shown_beside_the_real_vs_real_floor_and_the_effective_rate(worl
         "\n")[0].rstrip(" |").endswith("| 16.0")  # M · log2 perplexity = 4 · 4
     lines = reference_metrics_section(df, floor)
     assert any(line.startswith("- rFID:") and "FID 76.90" in line for line in lines)
+
+
+def test_figure_points_take_every_seed_of_their_configuration(world_df):
+    """pq-subspaces lists seed 0 of PQ M=4 (D=8, K=256); pq-vs-vq-dim ran its seeds 1 and 2: the figure's point
+    shows all three, and its one-seed points are drawn hollow."""
+    import matplotlib.pyplot as plt
+
+    from pqstudy.figures.common import grid_one_length
+    from pqstudy.figures.pq import plot_psnr_vs_subspaces
+
+    runs, _ = grid_one_length(world_df, "pq-subspaces", "psnr")
+    m4 = runs[(_num(runs, "quantizer.subspaces") == 4) & _kind(runs, "pq")]
+    assert sorted(_num(m4, "train.seed")) == [0, 1, 2]
+    assert set(_num(runs[_num(runs, "quantizer.subspaces") == 2], "train.seed")) == {0}
+    fig = plot_psnr_vs_subspaces(world_df)
+    hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and len(hollow[0].get_xdata()) == len(set(_num(runs, "quantizer.subspaces"))) - 1
+    plt.close(fig)

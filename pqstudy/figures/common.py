@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pqstudy.study.methods import method_of, order_methods
-from pqstudy.study.store import grid_runs, numeric
+from pqstudy.study.store import configuration, grid_runs, numeric
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ def draw_seeds(ax, points, color, label=None, shift: float = 1.0, line: bool = T
             ax.scatter([x] * len(values), values, s=14, color=color, alpha=0.3, linewidths=0, zorder=2)
     ax.plot(xs, means, marker=marker, ms=6, ls="-" if line else "", lw=1.2, color=color, label=label, zorder=3,
             markeredgecolor="white", markeredgewidth=0.6)
+    single = [(x, m) for x, m, (_, values) in zip(xs, means, points, strict=True) if len(values) == 1]
+    if single:  # a point resting on one seed is drawn hollow
+        ax.plot(*zip(*single, strict=True), marker=marker, ms=6, ls="", color=color, markerfacecolor="white",
+                markeredgewidth=1.2, zorder=4)
     return xs, means
 
 
@@ -128,7 +132,7 @@ def seeds_per_point(runs, by: tuple[str, ...]) -> tuple[int, int]:
     return int(np.min(counts)), int(np.max(counts))
 
 
-SPREAD_NOTE = "dot: mean; bar: seed min–max; faint dots: each seed"
+SPREAD_NOTE = "dot: mean; bar: seed min–max; faint dots: each seed; hollow dot: one seed"
 
 
 def seeds_text(runs, by: tuple[str, ...]) -> str:
@@ -161,8 +165,18 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str) -> Path:
     return path
 
 
+def with_every_seed(df, runs):
+    """``runs`` and every other ok run of their configurations (``store.configuration``): a grid may list one seed of
+    a point whose other seeds another grid ran (pq-subspaces' M = 4 is pq-vs-vq-dim's PQ at D = 8)."""
+    if runs is None or len(runs) == 0 or df is None or "status" not in df.columns:
+        return runs
+    ok = df[df["status"] == "ok"]
+    return ok[configuration(ok).isin(set(configuration(runs)))]
+
+
 def grid_one_length(df, grid: str, metric: str):
-    runs = grid_runs(df, grid)
+    """The ok runs of ``grid`` with ``metric`` (every seed of each of its configurations), of one training length."""
+    runs = with_every_seed(df, grid_runs(df, grid))
     runs = runs[numeric(runs, metric).notna()] if runs is not None and len(runs) else runs
     if runs is None or len(runs) == 0:
         raise NoData(f"no ok runs with {metric} in grid {grid}")

@@ -34,10 +34,12 @@ def plot_utilisation_vs_codebook_size(df, grid: str = "lc-method-size"):
     with style():
         fig, ax = subplots(figsize=(6.6, 4.3))
         sizes = []
-        for method, sub, shift in by_method(runs, spread=0.06):
+        # VQ and VQ-FC both sit near 0%: a marker each and a wider spread keep one from hiding the other
+        for i, (method, sub, shift) in enumerate(by_method(runs, spread=0.12)):
             points = seed_points(sub, "quantizer.codebook_size", "utilisation", 100.0)
             sizes += [x for x, _ in points]
-            draw_seeds(ax, points, method_colour(method), method_label(method), shift=shift)
+            draw_seeds(ax, points, method_colour(method), method_label(method), shift=shift,
+                       marker=("o", "s", "^", "D", "v", "P")[i % 6])
         mark_axis(ax, runs, "utilisation_vs_codebook_size")
         ax.set_xscale("log")
         ax.set_xticks(sorted(set(sizes)))
