@@ -616,7 +616,7 @@ def test_rfid_is_shown_beside_the_real_vs_real_floor_and_the_effective_rate(worl
     df = world_df.assign(rfid=100.0, fid_samples=500, perplexity=16.0)
     table = "\n".join(comparison_table_section(df, floor))
     assert "n = 500: FID 76.90, KID 0.0004" in table and "n = 1,000" not in table  # the runs' n only
-    assert "| bits/pos | eff. bits |" in table
+    assert "| bits/pos | eff. bits |" in table and "| AE | — | D=8 | 3 |" in table and "| KL | — | D=8 | 3 |" in table
     assert "| PQ | PQGAN | D=8, K=256, M=4 | 3 |" in table and table.split("| PQ | PQGAN | D=8, K=256, M=4 |")[1].split(
         "\n")[0].rstrip(" |").endswith("| 16.0")  # M · log2 perplexity = 4 · 4
     lines = reference_metrics_section(df, floor)

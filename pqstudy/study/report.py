@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pqstudy.study.methods import method_of, recipe_of
 from pqstudy.study.store import FIGURES_SUBDIR, configuration, numeric, select_profile
@@ -287,16 +288,19 @@ def comparison_table_section(df, floor: dict[int, tuple[float, float]] | None = 
     score at the same n (:func:`real_floor`)."""
     if not len(df) or "rfid" not in df.columns:
         return []
-    ok = df[(df["status"] == "ok") & numeric(df, "rfid").notna()]
-    if not len(ok):
+    ok = df[df["status"] == "ok"]
+    continuous = method_of(ok).isin(["ae", "kl"]) & ok.get("gen.kind", pd.Series(index=ok.index)).isna()
+    if not numeric(ok, "rfid").notna().any():
         return []
+    ok = ok[numeric(ok, "rfid").notna() | continuous]  # the continuous baselines: the ceiling, without rFID
     ok = ok.assign(_eff_bits=numeric(ok, "quantizer.subspaces").fillna(1) * np.log2(numeric(ok, "perplexity")))
     ok = ok.assign(_method=method_of(ok), _recipe=recipe_of(ok), _k=numeric(ok, "quantizer.codebook_size"),
                    _d=numeric(ok, "quantizer.dim"), _m=numeric(ok, "quantizer.subspaces"), _config=configuration(ok))
     rows = []
     for (method, recipe, k, d, m, _), group in ok.groupby(["_method", "_recipe", "_k", "_d", "_m", "_config"],
                                                            sort=True):
-        setting = f"D={d:g}, K={k:g}" + (f", M={m:g}" if method.startswith("pq") else "")
+        setting = f"D={d:g}" if method in ("ae", "kl") else (
+            f"D={d:g}, K={k:g}" + (f", M={m:g}" if method.startswith("pq") else ""))
         cells = [method.upper(), recipe or "—", setting, str(len(group))]
         for column, _ in TABLE_COLUMNS:
             values = numeric(group, column).dropna()
@@ -308,13 +312,14 @@ def comparison_table_section(df, floor: dict[int, tuple[float, float]] | None = 
             else:
                 cells.append(fmt(values.mean()))
         rows.append(cells)
-    samples = sorted({int(v) for v in numeric(ok, "fid_samples").dropna()})
+    samples = sorted({int(v) for v in numeric(ok[numeric(ok, "rfid").notna()], "fid_samples").dropna()})
     return ["## Comparison table", "",
             "Each method at its paper's setting (mean ± standard deviation over seeds). rFID and KID on the first "
             f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals"
             + (f"; {_floor_text(floor or {}, samples)}" if _floor_text(floor or {}, samples) else "") + ". "
             "bits/pos is what a position can spend (M · log2 K); eff. bits what it does spend, M · log2 of the "
-            "perplexity over the training split (the sub-codebooks' mean perplexity for PQ: an upper bound).", "",
+            "perplexity over the training split (the sub-codebooks' mean perplexity for PQ: an upper bound). AE and "
+            "KL are the continuous baselines of the same width (the ceiling): no codebook, and no rFID/KID run.", "",
             markdown_table(["method", "recipe", "setting", "seeds", *(h for _, h in TABLE_COLUMNS)], rows,
                            ["l", "l", "l", "r"] + ["r"] * len(TABLE_COLUMNS)), ""]
 
