@@ -49,16 +49,21 @@ VARIANT_ORDER = (*LC_INIT_NAMES.values(), "static,\nno projector", "static\n+ pr
     grids=("lc-init", "lc-projected-dim", "lc-projector"),
 )
 def plot_lc_ablations(df):
-    """The VQGAN-LC ablations side by side: PSNR (top) and utilisation on the train split (bottom) per variant of the
-    init, projector and projected-dim grids, as dot plots (mean dot, seed min–max bar, each seed faint; no bars, so
-    no cut axis to exaggerate small differences)."""
+    """The VQGAN-LC ablations side by side: PSNR, LPIPS (where measured) and utilisation on the train split, one row
+    each, per variant of the init, projector and projected-dim grids, as dot plots (mean dot, seed min–max bar, each
+    seed faint, hollow where one seed; no bars). PSNR and LPIPS take each panel's own range (a failed arm 9 dB down
+    would flatten the others' differences); utilisation keeps 0–100%."""
     present = [(g, t) for g, t in LC_ABLATIONS if grid_runs(df, g) is not None and len(grid_runs(df, g))]
     if not present:
         raise NoData("no ok runs in lc-init, lc-projector or lc-projected-dim")
     notes, all_runs = [], []
+    rows = [("psnr", "PSNR on the test split (dB)", 1.0, "{:.2f}"),
+            ("lpips", "LPIPS on the test split (lower is better)", 1.0, "{:.4f}"),
+            ("utilisation", "utilisation, train split (%)", 100.0, "{:.1f}")]
+    rows = [r for r in rows if r[0] != "lpips" or any(numeric(grid_runs(df, g), "lpips").notna().any()
+                                                      for g, _ in present)]
     with style():
-        # one y scale per row: a reader compares the grids' differences at their true size
-        fig, axes = subplots(2, len(present), figsize=(3.9 * len(present), 6.6), squeeze=False, sharey="row")
+        fig, axes = subplots(len(rows), len(present), figsize=(3.9 * len(present), 3.3 * len(rows)), squeeze=False)
         for col, (grid, title) in enumerate(present):
             runs, note = one_training_length(grid_runs(df, grid), grid)
             if note:
@@ -69,14 +74,13 @@ def plot_lc_ablations(df):
             variants.sort(key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else 99,
                                          int(v[3:]) if v.startswith("D′=") else 0))
             runs = runs.assign(_pos=runs["_variant"].map({v: i for i, v in enumerate(variants)}))
-            for row, (metric, label, scale) in enumerate((("psnr", "PSNR on the test split (dB)", 1.0),
-                                                          ("utilisation", "utilisation, train split (%)", 100.0))):
+            for row, (metric, label, scale, number) in enumerate(rows):
                 ax = axes[row][col]
                 points = seed_points(runs, "_pos", metric, scale)
                 xs, means = draw_seeds(ax, points, method_colour("lc"), line=False)
                 for x, y in zip(xs, means, strict=True):
-                    ax.annotate(f"{y:.2f}" if scale == 1 else f"{y:.1f}", (x, y), textcoords="offset points",
-                                xytext=(7, 0), va="center", fontsize=7)
+                    ax.annotate(number.format(y), (x, y), textcoords="offset points", xytext=(7, 0), va="center",
+                                fontsize=7)
                 mark_axis(ax, runs, "lc_ablations")
                 if metric == "utilisation":
                     ax.set_ylim(-2, 104)
@@ -85,11 +89,12 @@ def plot_lc_ablations(df):
                 ax.set_xlim(-0.5, len(variants) - 0.3)
                 ax.set_xticks(range(len(variants)))
                 ax.set_xticklabels(variants, fontsize=7)
-                ax.set_ylabel(label if col == 0 else "")
+                ax.set_ylabel(label if col == 0 else "", fontsize=8)
                 if row == 0:
                     ax.set_title(f"{title} ({grid})\n{seeds_text(runs, ('_variant',))} per variant", fontsize=9)
         steps = training_lengths(pd_concat(*all_runs))
-        fig.suptitle(f"VQGAN-LC ablations ({'/'.join(f'{s:,}' for s in steps)} steps per grid; {SPREAD_NOTE})"
+        fig.suptitle(f"VQGAN-LC ablations ({'/'.join(f'{s:,}' for s in steps)} steps per grid; {SPREAD_NOTE}; "
+                     "PSNR and LPIPS on each panel's own scale)"
                      + ("\n" + "; ".join(notes) if notes else ""), fontsize=9)
         fig.tight_layout()
     return fig
