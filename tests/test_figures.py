@@ -254,14 +254,16 @@ def test_psnr_vs_dim_shows_bits_per_position(df):
     plt.close(fig)
 
 
-def test_lc_ablations_are_dot_plots_on_shared_scales(df):
+def test_lc_ablations_are_dot_plots_each_panel_on_its_own_scale(df):
     import matplotlib.pyplot as plt
 
     fig = figures.plot_lc_ablations(df)
     axes = fig.axes
-    assert len(axes) == 6 and not any(ax.patches for ax in axes)  # no bars: nothing to cut
-    psnr_row = axes[:3]
-    assert len({ax.get_ylim() for ax in psnr_row}) == 1  # one scale across the grids
+    assert len(axes) == 9 and not any(ax.patches for ax in axes)  # PSNR, LPIPS, utilisation; no bars: nothing to cut
+    psnr_row, lpips_row, util_row = axes[:3], axes[3:6], axes[6:]
+    assert len({ax.get_ylim() for ax in psnr_row}) == 3  # each grid's differences at its own scale
+    assert lpips_row[0].get_ylabel().startswith("LPIPS")
+    assert len({ax.get_ylim() for ax in util_row}) == 1  # utilisation: 0-100% everywhere
     ticks = [t.get_text() for t in axes[0].get_xticklabels()]
     assert ticks[0].startswith("uniform") and ticks[1].startswith("normal from") and ticks[-1] == "k-means"
     assert [t.get_text() for t in axes[1].get_xticklabels()] == ["static,\nno projector", "static\n+ projector\n(LC)",
@@ -497,7 +499,9 @@ def test_lc_ablations_plot_each_variants_mean(df):
     order = ("uniform", "feature-normal", "select", "kmeans")  # the x order of the init panel
     assert fig.axes[0].lines[0].get_ydata() == pytest.approx([means[i] for i in order])
     util = runs.groupby("quantizer.lc_init")["utilisation"].mean()
-    assert fig.axes[3].lines[0].get_ydata() == pytest.approx([100 * util[i] for i in order])  # utilisation row
+    lpips = runs.groupby("quantizer.lc_init")["lpips"].mean()
+    assert fig.axes[3].lines[0].get_ydata() == pytest.approx([lpips[i] for i in order])  # LPIPS row
+    assert fig.axes[6].lines[0].get_ydata() == pytest.approx([100 * util[i] for i in order])  # utilisation row
     plt.close(fig)
 
 
