@@ -68,14 +68,23 @@ def pooled_sd(*pts: Point) -> float | None:
     return math.sqrt(sum((p.n - 1) * p.sd**2 for p in seeded) / dof)
 
 
+def combination_margin(metric: str, weighted: list[tuple[float, Point]], pooled_over: tuple[Point, ...],
+                       floor: float | None = None) -> float | None:
+    """The margin for a linear combination of means ``Σ wᵢ · meanᵢ`` (``weighted``: pairs ``(wᵢ, point)``):
+    ``max(floor, T_FACTOR · s · sqrt(Σ wᵢ² / nᵢ))`` with ``s`` pooled over ``pooled_over`` (the points of the
+    comparison); None without seeds. ``floor``: the metric's ``FLOORS`` entry unless given."""
+    s = pooled_sd(*pooled_over)
+    if s is None:
+        return None
+    return max(FLOORS[metric] if floor is None else floor,
+               T_FACTOR * s * math.sqrt(sum(w**2 / p.n for w, p in weighted)))
+
+
 def margin(metric: str, a: Point, b: Point, *others: Point, floor: float | None = None) -> float | None:
     """The margin for the difference of means ``a − b``: ``max(floor, T_FACTOR · s · sqrt(1/n_a + 1/n_b))`` with
     ``s`` pooled over ``a``, ``b`` and ``others`` (further points of the same comparison); None without seeds.
     ``floor``: the metric's ``FLOORS`` entry unless given (the generation claims give their sampling floor)."""
-    s = pooled_sd(a, b, *others)
-    if s is None:
-        return None
-    return max(FLOORS[metric] if floor is None else floor, T_FACTOR * s * math.sqrt(1 / a.n + 1 / b.n))
+    return combination_margin(metric, [(1.0, a), (-1.0, b)], (a, b, *others), floor)
 
 
 def better(metric: str, a: Point, b: Point, m: float | None) -> int:

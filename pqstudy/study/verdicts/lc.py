@@ -8,15 +8,12 @@ it is not reproduced.
 
 from __future__ import annotations
 
-import math
-
 from pqstudy.study.methods import method_of
 from pqstudy.study.store import numeric, truthy
 from pqstudy.study.verdicts.compare import (
-    FLOORS,
     HIGHER_IS_BETTER,
-    T_FACTOR,
     better,
+    combination_margin,
     context,
     fmt,
     fmt_diff,
@@ -26,7 +23,6 @@ from pqstudy.study.verdicts.compare import (
     margin,
     pair_lines,
     points,
-    pooled_sd,
     present_metrics,
     sign_beyond,
     vote,
@@ -137,9 +133,7 @@ def lc_scales_with_k(runs, c: Claim) -> Verdict:
             o0, o1, oa, ob = other
             pts_all += [oa, ob]
             g = sign * (ob.mean - oa.mean)
-            s = pooled_sd(a, b, oa, ob)
-            m = None if s is None else max(FLOORS[metric], T_FACTOR * s * math.sqrt(
-                1 / a.n + 1 / b.n + 1 / oa.n + 1 / ob.n))
+            m = combination_margin(metric, [(-1.0, a), (1.0, b), (1.0, oa), (-1.0, ob)], (a, b, oa, ob))
             states.append(sign_beyond(g_lc - g, m))
             lines.append(f"{method} K={o0:g}→{o1:g}: {fmt_point(oa, metric)} → {fmt_point(ob, metric)} (LC's gain "
                          f"− this = {fmt_diff(g_lc - g, metric)}, margin {fmt_margin(m, metric)})")

@@ -14,9 +14,9 @@ from pqstudy.study.store import numeric
 from pqstudy.study.verdicts.compare import (
     FLOORS,
     HIGHER_IS_BETTER,
-    T_FACTOR,
     Point,
     better,
+    combination_margin,
     context,
     fmt,
     fmt_diff,
@@ -26,7 +26,6 @@ from pqstudy.study.verdicts.compare import (
     margin,
     pair_lines,
     points,
-    pooled_sd,
     present_metrics,
     sign_beyond,
     vote,
@@ -148,16 +147,15 @@ def pq_k_diminishing(runs, c: Claim) -> Verdict:
         return c.no_data(f"grid {c.grid} needs a smallest K, a K in {lo}–{hi} and a larger K (has {ks})")
     ref, largest = min(candidates, key=lambda k: abs(math.log2(k / K_SUFFICIENT_TARGET))), ks[-1]
     every = [pts[k] for k in ks]
-    s = pooled_sd(*every)
     steps = list(zip(ks, ks[1:], strict=False))
     gains = [_gain(pts, a, b) for a, b in steps]
 
     def gain_change(i: int, j: int) -> tuple[float, float | None]:
         """Step i's gain per doubling less step j's, and the margin of that difference of linear combinations."""
-        coef = {k: gains[i][1].get(k, 0.0) - gains[j][1].get(k, 0.0) for k in ks}
-        se = None if s is None else s * math.sqrt(sum(w**2 / pts[k].n for k, w in coef.items()))
+        weighted = [(gains[i][1].get(k, 0.0) - gains[j][1].get(k, 0.0), pts[k]) for k in ks]
         doublings = min(math.log2(b / a) for a, b in (steps[i], steps[j]))
-        return gains[i][0] - gains[j][0], None if se is None else max(FLOORS["psnr"] / doublings, T_FACTOR * se)
+        return gains[i][0] - gains[j][0], combination_margin("psnr", weighted, tuple(every),
+                                                             floor=FLOORS["psnr"] / doublings)
 
     shrink, shrink_margin = gain_change(0, len(steps) - 1)
     trend = sign_beyond(shrink, shrink_margin)  # +1: the last step gains less per doubling than the first
@@ -232,14 +230,13 @@ def pq_approaches_continuous(runs, c: Claim) -> Verdict:
             continue
         pq, vq = pts["pq"], pts["vq"]
         sign = 1 if HIGHER_IS_BETTER[metric] else -1
-        s = pooled_sd(pq, vq, *(pts[m] for m in have))
+        compared = (pq, vq, *(pts[m] for m in have))
         lines, states, numbers = [f"PQ {fmt_point(pq, metric)}, VQ {fmt_point(vq, metric)}"], [], {}
         for model in have:
             cont = pts[model]
             gap_pq, gap_vq = sign * (cont.mean - pq.mean), sign * (cont.mean - vq.mean)
-            excess = gap_pq - PQ_CLOSES * gap_vq
-            weights = ((1 - PQ_CLOSES, cont.n), (1.0, pq.n), (PQ_CLOSES, vq.n))
-            m = None if s is None else max(FLOORS[metric], T_FACTOR * s * math.sqrt(sum(w**2 / n for w, n in weights)))
+            excess = gap_pq - PQ_CLOSES * gap_vq  # (1 − PQ_CLOSES) · cont − PQ + PQ_CLOSES · VQ, times sign
+            m = combination_margin(metric, [(1 - PQ_CLOSES, cont), (-1.0, pq), (PQ_CLOSES, vq)], compared)
             st = -sign_beyond(excess, m)
             states.append(st)
             closed = 1 - gap_pq / gap_vq if gap_vq else float("nan")
