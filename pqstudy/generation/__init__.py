@@ -1,4 +1,4 @@
-"""Generators trained on a tokenizer's tokens or latents (issue 13), one concern per module.
+"""Generators trained on a tokenizer's tokens or latents, one concern per module.
 
 - ``ar``: a class-conditional GPT over token grids (LlamaGen c2i); factorised or flat heads for PQ's M sub-indices.
 - ``diffusion``: a small DiT on latents trained with flow matching (SiT's linear interpolant), Euler/Heun sampling.

@@ -195,8 +195,6 @@ def real_floor(results_dir) -> dict[int, tuple[float, float]]:
     """``{n: (FID, KID)}`` of two disjoint halves of the test split at n images each
     (``results/benchmarks/fid_anchors.csv``): what real images already score at the rFID/KID sample size, the floor
     of a perfect tokenizer. The newest row per n; empty without the file."""
-    import pandas as pd
-
     path = Path(results_dir) / "benchmarks" / "fid_anchors.csv"
     if not path.is_file():
         return {}
@@ -313,10 +311,11 @@ def comparison_table_section(df, floor: dict[int, tuple[float, float]] | None = 
                 cells.append(fmt(values.mean()))
         rows.append(cells)
     samples = sorted({int(v) for v in numeric(ok[numeric(ok, "rfid").notna()], "fid_samples").dropna()})
+    floor_text = _floor_text(floor or {}, samples)
     return ["## Comparison table", "",
             "Each method at its paper's setting (mean ± standard deviation over seeds). rFID and KID on the first "
             f"{', '.join(f'{n:,}' for n in samples)} test images against the same originals"
-            + (f"; {_floor_text(floor or {}, samples)}" if _floor_text(floor or {}, samples) else "") + ". "
+            + (f"; {floor_text}" if floor_text else "") + ". "
             "bits/pos is what a position can spend (M · log2 K); eff. bits what it does spend, M · log2 of the "
             "perplexity over the training split (the sub-codebooks' mean perplexity for PQ: an upper bound). AE and "
             "KL are the continuous baselines of the same width (the ceiling): no codebook, and no rFID/KID run.", "",
